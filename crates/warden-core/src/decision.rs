@@ -1,0 +1,292 @@
+//! The decision a PDP returns: total, permit or deny, with everything a PEP needs to enforce it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::obligation::Obligation;
+
+/// A decision identifier (a UUIDv7, so ids sort by time), quoted in denials and decision logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DecisionId(uuid::Uuid);
+
+impl DecisionId {
+    /// A fresh identifier.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+}
+
+impl Default for DecisionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for DecisionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Which policy, at which revision, made a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct PolicyRevision {
+    /// The policy (package) id.
+    pub id: String,
+    /// Its revision: a manifest version or a content hash.
+    pub revision: String,
+}
+
+impl PolicyRevision {
+    /// A policy revision.
+    pub fn new(id: impl Into<String>, revision: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            revision: revision.into(),
+        }
+    }
+}
+
+/// Why a decision came out as it did, for people (logs, support), never shown to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    /// A stable code a policy may give (`not_clinic_member`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// A sentence.
+    pub message: String,
+}
+
+impl Reason {
+    /// A reason with a message only.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            code: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Message(String),
+            Full {
+                #[serde(default)]
+                code: Option<String>,
+                message: String,
+            },
+        }
+        Ok(match Wire::deserialize(deserializer)? {
+            Wire::Message(message) => Reason::new(message),
+            Wire::Full { code, message } => Reason { code, message },
+        })
+    }
+}
+
+/// A recommendation a PEP may act on and may ignore (unlike an obligation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Advice {
+    /// The advice's type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its other members.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// The class of a problem met while deciding; it tells an outage or a misconfiguration from a
+/// genuine violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The PDP could not be reached or did not answer in time.
+    PdpUnavailable,
+    /// The policy is broken: it failed to evaluate or returned something malformed.
+    PolicyError,
+    /// The decision carries an obligation the PEP cannot carry out.
+    ObligationUnsupported,
+}
+
+impl ErrorClass {
+    /// The class's name in events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PdpUnavailable => "pdp_unavailable",
+            Self::PolicyError => "policy_error",
+            Self::ObligationUnsupported => "obligation_unsupported",
+        }
+    }
+}
+
+/// A note about how a decision was reached: an engine error that became a deny, a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// The class, when the diagnostic records an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorClass>,
+    /// What happened.
+    pub message: String,
+}
+
+/// A decision: permit or deny, always, with the obligations that come with it.
+///
+/// ```
+/// use warden_core::{Decision, ErrorClass, PolicyRevision};
+///
+/// let d = Decision::deny().with_error(ErrorClass::PolicyError, "entrypoint is undefined");
+/// assert!(!d.allowed);
+/// assert_eq!(d.error_class(), Some(ErrorClass::PolicyError));
+/// let p = Decision::permit().with_policy(PolicyRevision::new("clinic", "1.4.0"));
+/// assert!(p.allowed && p.error_class().is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The decision's identifier.
+    #[serde(default)]
+    pub id: DecisionId,
+    /// Permit (`true`) or deny (`false`).
+    pub allowed: bool,
+    /// Whether no policy applied to the request (a deny by default). First-applicable combining
+    /// skips such decisions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_applicable: bool,
+    /// What the PEP must do for the decision to hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub obligations: Vec<Obligation>,
+    /// What the PEP may do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advice: Vec<Advice>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    /// Which policy at which revision decided.
+    #[serde(default)]
+    pub policy: PolicyRevision,
+    /// How the decision was reached, engine errors included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Decision {
+    fn new(allowed: bool) -> Self {
+        Self {
+            id: DecisionId::new(),
+            allowed,
+            not_applicable: false,
+            obligations: Vec::new(),
+            advice: Vec::new(),
+            reasons: Vec::new(),
+            policy: PolicyRevision::default(),
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// A permit without obligations.
+    pub fn permit() -> Self {
+        Self::new(true)
+    }
+
+    /// A deny.
+    pub fn deny() -> Self {
+        Self::new(false)
+    }
+
+    /// A deny because no policy applied.
+    pub fn not_applicable() -> Self {
+        Self {
+            not_applicable: true,
+            ..Self::new(false)
+        }
+    }
+
+    /// Adds an obligation.
+    #[must_use]
+    pub fn with_obligation(mut self, obligation: Obligation) -> Self {
+        self.obligations.push(obligation);
+        self
+    }
+
+    /// Adds a reason.
+    #[must_use]
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reasons.push(Reason::new(reason));
+        self
+    }
+
+    /// Sets the policy revision.
+    #[must_use]
+    pub fn with_policy(mut self, policy: PolicyRevision) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Records an error; the decision becomes a deny, whatever it was.
+    #[must_use]
+    pub fn with_error(mut self, class: ErrorClass, message: impl Into<String>) -> Self {
+        self.allowed = false;
+        self.obligations.clear();
+        self.diagnostics.push(Diagnostic {
+            error: Some(class),
+            message: message.into(),
+        });
+        self
+    }
+
+    /// The class of the first error recorded in the diagnostics, if any.
+    pub fn error_class(&self) -> Option<ErrorClass> {
+        self.diagnostics.iter().find_map(|d| d.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_error_turns_a_permit_into_a_deny_and_drops_obligations() {
+        let d = Decision::permit()
+            .with_obligation(Obligation::from_json(json!({"type": "audit"})).unwrap())
+            .with_error(ErrorClass::ObligationUnsupported, "no handler for `x`");
+        assert!(!d.allowed);
+        assert!(d.obligations.is_empty());
+        assert_eq!(d.error_class(), Some(ErrorClass::ObligationUnsupported));
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let d = Decision::permit()
+            .with_reason("member of clinic c1")
+            .with_policy(PolicyRevision::new("clinic", "sha256:ab"))
+            .with_obligation(
+                Obligation::from_json(json!({"type": "step_up", "acr_values": "urn:mfa"})).unwrap(),
+            );
+        let wire = serde_json::to_value(&d).unwrap();
+        assert_eq!(wire["allowed"], true);
+        assert_eq!(wire["reasons"][0]["message"], "member of clinic c1");
+        let back: Decision = serde_json::from_value(wire).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn reasons_accept_strings_and_objects() {
+        let r: Vec<Reason> =
+            serde_json::from_value(json!(["plain", {"code": "c", "message": "m"}])).unwrap();
+        assert_eq!(r[0], Reason::new("plain"));
+        assert_eq!(r[1].code.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn decision_ids_are_unique_and_ordered() {
+        let a = DecisionId::new();
+        let b = DecisionId::new();
+        assert_ne!(a, b);
+        assert!(a < b);
+    }
+}
