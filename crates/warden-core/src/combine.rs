@@ -228,12 +228,12 @@ pub fn merge_obligations(obligations: Vec<Obligation>) -> Vec<Obligation> {
             },
             Obligation::FilterRows(filter) => match filters.get(&filter.table) {
                 Some(&i) => {
-                    if let Some(Obligation::FilterRows(existing)) = out.get_mut(i) {
-                        if existing.predicate != filter.predicate {
-                            let previous =
-                                std::mem::replace(&mut existing.predicate, Predicate::Const(true));
-                            existing.predicate = Predicate::And(vec![previous, filter.predicate]);
-                        }
+                    if let Some(Obligation::FilterRows(existing)) = out.get_mut(i)
+                        && existing.predicate != filter.predicate
+                    {
+                        let previous =
+                            std::mem::replace(&mut existing.predicate, Predicate::Const(true));
+                        existing.predicate = Predicate::And(vec![previous, filter.predicate]);
                     }
                 }
                 None => {

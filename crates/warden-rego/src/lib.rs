@@ -207,8 +207,8 @@ impl RegoPdpBuilder {
             evaluator: self.evaluator,
             max_instructions: self.max_instructions,
             compiled,
-            vms: Mutex::new(Vec::new()),
-            engines: Mutex::new(Vec::new()),
+            vms: Pool::new(),
+            engines: Pool::new(),
         })
     }
 }
@@ -319,8 +319,8 @@ struct Loaded {
     evaluator: Evaluator,
     max_instructions: usize,
     compiled: load::Compiled,
-    vms: Mutex<Vec<RegoVM>>,
-    engines: Mutex<Vec<regorus::Engine>>,
+    vms: Pool<RegoVM>,
+    engines: Pool<regorus::Engine>,
 }
 
 /// How many prepared evaluators a pool keeps when they come back.
@@ -338,49 +338,55 @@ impl Loaded {
     }
 
     fn evaluate_vm(&self, input: regorus::Value) -> Result<regorus::Value, String> {
-        let pooled = self.vms.lock().ok().and_then(|mut pool| pool.pop());
-        let mut vm = match pooled {
+        let mut vm = match self.vms.take() {
             Some(vm) => vm,
             None => self.compiled.new_vm(self.max_instructions)?,
         };
         vm.set_input(input);
-        // A panic inside the engine must not take the request (or the pool) down: the VM that
-        // panicked is dropped and the decision is a policy error.
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            vm.execute_entry_point_by_name(&self.entrypoint)
-        }));
-        match result {
-            Ok(result) => {
-                vm.set_input(regorus::Value::Null);
-                if let Ok(mut pool) = self.vms.lock() {
-                    if pool.len() < POOL_SIZE {
-                        pool.push(vm);
-                    }
-                }
-                result.map_err(|e| e.to_string())
-            }
-            Err(_) => Err("the policy engine panicked".to_owned()),
-        }
+        let result = guarded(|| vm.execute_entry_point_by_name(&self.entrypoint))?;
+        vm.set_input(regorus::Value::Null);
+        self.vms.put(vm);
+        result.map_err(|e| e.to_string())
     }
 
     fn evaluate_interpreter(&self, input: regorus::Value) -> Result<regorus::Value, String> {
-        let pooled = self.engines.lock().ok().and_then(|mut pool| pool.pop());
-        let mut engine = pooled.unwrap_or_else(|| self.compiled.engine.clone());
+        let mut engine = self
+            .engines
+            .take()
+            .unwrap_or_else(|| self.compiled.engine.clone());
         engine.set_input(input);
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            engine.eval_rule(self.entrypoint.clone())
-        }));
-        match result {
-            Ok(result) => {
-                engine.set_input(regorus::Value::Null);
-                if let Ok(mut pool) = self.engines.lock() {
-                    if pool.len() < POOL_SIZE {
-                        pool.push(engine);
-                    }
-                }
-                result.map_err(|e| e.to_string())
-            }
-            Err(_) => Err("the policy engine panicked".to_owned()),
+        let result = guarded(|| engine.eval_rule(self.entrypoint.clone()))?;
+        engine.set_input(regorus::Value::Null);
+        self.engines.put(engine);
+        result.map_err(|e| e.to_string())
+    }
+}
+
+/// Runs an engine call so that a panic inside the engine cannot take the request down: the
+/// evaluator that panicked is dropped (never returned to its pool) and the decision is a policy
+/// error.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .map_err(|_| "the policy engine panicked".to_owned())
+}
+
+/// Prepared evaluators, reused across decisions (regorus evaluation needs `&mut`).
+struct Pool<T>(Mutex<Vec<T>>);
+
+impl<T> Pool<T> {
+    fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+
+    fn take(&self) -> Option<T> {
+        self.0.lock().ok().and_then(|mut pool| pool.pop())
+    }
+
+    fn put(&self, item: T) {
+        if let Ok(mut pool) = self.0.lock()
+            && pool.len() < POOL_SIZE
+        {
+            pool.push(item);
         }
     }
 }
