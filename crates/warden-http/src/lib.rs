@@ -1,1 +1,82 @@
-//! x
+//! The HTTP and gRPC policy enforcement point of Warden: a Tower layer, [`PolicyLayer`].
+//!
+//! Add it to an axum router (or a tonic server, or any `tower::Service<http::Request<B>>`) and
+//! every request is decided by a policy decision point before the service sees it:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use warden_http::{JwtVerifier, PolicyLayer};
+//! use warden_rego::RegoPdp;
+//!
+//! let pdp = RegoPdp::builder()
+//!     .policy("authz.rego", r#"
+//!         package warden
+//!         decision if {
+//!             input.action.name == "GET"
+//!             input.resource.id == "/patients/{id}"
+//!             input.subject.properties.role == "doctor"
+//!         }
+//!     "#)
+//!     .build()
+//!     .unwrap();
+//! let verifier = JwtVerifier::new().hs256(warden_test::HS256_SECRET).unwrap();
+//! let app: Router = Router::new()
+//!     .route("/patients/{id}", get(|| async { "patient" }))
+//!     .layer(PolicyLayer::new(pdp).jwt(verifier));
+//! ```
+//!
+//! # The access request
+//!
+//! Policies are written against this shape (AuthZEN 1.0):
+//!
+//! | field | value |
+//! |---|---|
+//! | `subject` | the [`Subject`](warden_core::Subject) request extension an authentication layer put there; else from a verified bearer JWT: `{type: "user", id: <sub>, properties: <all claims>}`; else `{type: "anonymous", id: "anonymous"}` if [allowed](PolicyLayer::allow_anonymous), else 401 |
+//! | `action.name` | the HTTP method, as sent (`GET`, `POST`, …) |
+//! | `resource` | with axum: `{type: "route", id: <matched route template, e.g. "/patients/{id}">, properties: {params: {id: "42"}, query: {...}}}`; a query key given twice maps to an array of its values |
+//! | | a request that matched no route (it reached the router's fallback): `{type: "route", id: "<unmatched>"}` |
+//! | | gRPC: `{type: "rpc", id: "/package.Service/Method", properties: {service, method}}` |
+//! | `context` | `time` (RFC 3339), `acr` and `auth_time` (from the subject's claims), `request_id` (from `x-request-id`), `client_ip` (with axum's `ConnectInfo`) |
+//!
+//! The resource is the route the *router* matched, never the raw path: `//patients`,
+//! `/patients/../admin`, `/PATIENTS`, `%2e%2e` or a trailing slash either match the route the
+//! handler serves (and the policy sees that route) or match none (and the policy sees
+//! `<unmatched>`). Put the layer on the router with `Router::layer` (or `route_layer`), not
+//! around it, so that the route is known.
+//!
+//! # Enforcement
+//!
+//! | outcome | HTTP | gRPC |
+//! |---|---|---|
+//! | permit, obligations carried out | forwarded, [`Authorized`] in the extensions | forwarded |
+//! | deny, policy error, unsupported obligation | 403 `application/problem+json` with a `decision_id` | `PERMISSION_DENIED` |
+//! | `step_up` not met by the caller's `acr`/`auth_time` | 401, `WWW-Authenticate: Bearer error="insufficient_user_authentication", …` (RFC 9470) | `UNAUTHENTICATED` |
+//! | no, invalid, expired or `alg: none` token | 401 with a `WWW-Authenticate: Bearer` challenge | `UNAUTHENTICATED` |
+//! | PDP unavailable or no decision within the [timeout](PolicyLayer::decision_timeout) | 503 | `UNAVAILABLE` |
+//!
+//! Denials never carry the policy's reasons; they are logged (target `warden::decision`) with the
+//! decision id the caller sees. `audit` obligations are written as `tracing` events with target
+//! `warden::audit`. Custom obligations need a registered [`ObligationHandler`]; any obligation
+//! the layer cannot carry out turns the permit into a deny.
+//!
+//! # Features
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `axum` | route naming from axum's `MatchedPath`, path parameters, `ConnectInfo`, and the [`Authorized`] extractor | yes |
+
+mod access;
+mod body;
+mod error;
+mod jwt;
+mod obligations;
+mod policy;
+mod respond;
+
+pub use access::UNMATCHED_ROUTE;
+pub use body::ResponseBody;
+pub use error::ConfigError;
+pub use jwt::{JwtVerifier, TokenError, VerifiedToken};
+pub use obligations::ObligationHandler;
+pub use policy::layer::DEFAULT_DECISION_TIMEOUT;
+pub use policy::{Authorized, PolicyLayer, PolicyService, ResponseFuture};

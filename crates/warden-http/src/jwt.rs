@@ -1,0 +1,234 @@
+//! Verifying bearer JWTs to learn the subject of a request.
+
+use std::fmt;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use crate::error::ConfigError;
+
+/// Verifies bearer JWTs with configured keys: HS256 secrets, RS256 and ES256 public keys.
+///
+/// A token is accepted only when its header names the algorithm of a configured key (and that
+/// key's `kid`, when the key has one), its signature verifies, it carries `exp` and `sub`, it has
+/// not expired and is not used before `nbf`, and its issuer and audience match when they are
+/// configured. `alg: none` and every algorithm without a configured key are refused.
+///
+/// ```
+/// use warden_http::JwtVerifier;
+///
+/// let verifier = JwtVerifier::new()
+///     .hs256(b"a shared secret of at least 32 bytes!")
+///     .unwrap()
+///     .issuer("https://idp.example")
+///     .audience("clinic-api");
+/// assert!(verifier.verify("not.a.token").is_err());
+/// ```
+#[derive(Clone, Default)]
+pub struct JwtVerifier {
+    keys: Vec<Key>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: u64,
+}
+
+#[derive(Clone)]
+struct Key {
+    algorithm: Algorithm,
+    kid: Option<String>,
+    key: DecodingKey,
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field(
+                "keys",
+                &self
+                    .keys
+                    .iter()
+                    .map(|k| (k.algorithm, k.kid.as_deref()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .finish()
+    }
+}
+
+/// Why a bearer token was refused. The message is safe to show to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token is not a well-formed JWT.
+    #[error("the access token is malformed")]
+    Malformed,
+    /// The token's algorithm (or key id) matches no configured key; `none` included.
+    #[error("the access token is signed with an unaccepted algorithm or key")]
+    UnacceptedAlgorithm,
+    /// The signature does not verify.
+    #[error("the access token signature is invalid")]
+    BadSignature,
+    /// The token has expired.
+    #[error("the access token has expired")]
+    Expired,
+    /// The token is not valid yet.
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+    /// A required claim (`exp`, `sub`) is missing or the issuer or audience does not match.
+    #[error("the access token has missing or unexpected claims")]
+    Claims,
+}
+
+/// A verified token: the subject id and every claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    /// The `sub` claim.
+    pub subject: String,
+    /// All claims.
+    pub claims: Map<String, Value>,
+}
+
+impl JwtVerifier {
+    /// A verifier without keys (it refuses every token until a key is added).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with_key(
+        mut self,
+        algorithm: Algorithm,
+        kid: Option<String>,
+        key: Result<DecodingKey, jsonwebtoken::errors::Error>,
+        what: &'static str,
+    ) -> Result<Self, ConfigError> {
+        let key = key.map_err(|e| ConfigError::Key {
+            what,
+            message: e.to_string(),
+        })?;
+        self.keys.push(Key {
+            algorithm,
+            kid,
+            key,
+        });
+        Ok(self)
+    }
+
+    /// Accepts HS256 tokens signed with `secret` (at least 32 bytes).
+    pub fn hs256(self, secret: &[u8]) -> Result<Self, ConfigError> {
+        if secret.len() < 32 {
+            return Err(ConfigError::Key {
+                what: "HS256 secret",
+                message: format!("{} bytes is too short (at least 32)", secret.len()),
+            });
+        }
+        self.with_key(
+            Algorithm::HS256,
+            None,
+            DecodingKey::from_secret(secret),
+            "HS256 secret",
+        )
+    }
+
+    /// Accepts RS256 tokens verified by the RSA public key in `pem`.
+    pub fn rs256_pem(self, pem: &str) -> Result<Self, ConfigError> {
+        self.with_key(
+            Algorithm::RS256,
+            None,
+            DecodingKey::from_rsa_pem(pem.as_bytes()),
+            "RS256 public key",
+        )
+    }
+
+    /// Accepts ES256 tokens verified by the P-256 public key in `pem`.
+    pub fn es256_pem(self, pem: &str) -> Result<Self, ConfigError> {
+        self.with_key(
+            Algorithm::ES256,
+            None,
+            DecodingKey::from_ec_pem(pem.as_bytes()),
+            "ES256 public key",
+        )
+    }
+
+    /// Restricts the key added last to tokens whose header carries this `kid`.
+    #[must_use]
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
+        if let Some(last) = self.keys.last_mut() {
+            last.kid = Some(kid.into());
+        }
+        self
+    }
+
+    /// Requires the `iss` claim to equal `issuer`.
+    #[must_use]
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Requires the `aud` claim to contain `audience`.
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Seconds of clock skew tolerated on `exp` and `nbf` (default 0).
+    #[must_use]
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.leeway = seconds;
+        self
+    }
+
+    /// Verifies `token` (without the `Bearer ` prefix).
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        // `decode_header` refuses `alg: none` and every algorithm it does not know.
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::Json(_) => TokenError::UnacceptedAlgorithm,
+            _ => TokenError::Malformed,
+        })?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| {
+                k.algorithm == header.alg
+                    && (k.kid.is_none() || k.kid.as_deref() == header.kid.as_deref())
+            })
+            .ok_or(TokenError::UnacceptedAlgorithm)?;
+        let mut validation = Validation::new(key.algorithm);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::InvalidSignature => TokenError::BadSignature,
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                    ErrorKind::MissingRequiredClaim(_)
+                    | ErrorKind::InvalidIssuer
+                    | ErrorKind::InvalidAudience
+                    | ErrorKind::InvalidSubject => TokenError::Claims,
+                    ErrorKind::InvalidAlgorithm => TokenError::UnacceptedAlgorithm,
+                    _ => TokenError::Malformed,
+                }
+            })?;
+        let subject = match data.claims.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            _ => return Err(TokenError::Claims),
+        };
+        Ok(VerifiedToken {
+            subject,
+            claims: data.claims,
+        })
+    }
+}

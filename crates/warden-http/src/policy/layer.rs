@@ -1,0 +1,120 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+use warden_core::Pdp;
+
+use super::service::PolicyService;
+use crate::access::SubjectSource;
+use crate::jwt::JwtVerifier;
+use crate::obligations::{Handlers, ObligationHandler};
+
+/// How long the PEP waits for a decision by default before it answers 503.
+pub const DEFAULT_DECISION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The configuration a [`PolicyService`] shares with its clones.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) pdp: Arc<dyn Pdp>,
+    pub(crate) subjects: SubjectSource,
+    pub(crate) timeout: Duration,
+    pub(crate) handlers: Handlers,
+}
+
+/// The Tower layer that puts a policy enforcement point in front of a service.
+///
+/// Every request becomes an access request (see the [crate docs](crate) for its shape) that the
+/// PDP decides before the service sees the request. Permit ⇒ the request goes on, with the
+/// [`Authorized`](crate::Authorized) decision in its extensions; deny ⇒ 403; a `step_up`
+/// obligation the caller's authentication does not meet ⇒ 401 with an RFC 9470 challenge; no
+/// decision within the timeout ⇒ 503. gRPC requests get the matching gRPC statuses.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use warden_http::{JwtVerifier, PolicyLayer};
+///
+/// let pdp = warden_test::StaticPdp::permit();
+/// let verifier = JwtVerifier::new().hs256(warden_test::HS256_SECRET).unwrap();
+/// let app: Router = Router::new()
+///     .route("/patients/{id}", get(|| async { "patient" }))
+///     .layer(PolicyLayer::new(pdp).jwt(verifier));
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct PolicyLayer {
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for PolicyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyLayer")
+            .field("subjects", &self.config.subjects)
+            .field("timeout", &self.config.timeout)
+            .field("handlers", &self.config.handlers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyLayer {
+    /// A layer that asks `pdp`; subjects come from a [`Subject`](warden_core::Subject) request
+    /// extension until [`jwt`](Self::jwt) is configured.
+    pub fn new(pdp: impl Pdp + 'static) -> Self {
+        Self::from_arc(Arc::new(pdp))
+    }
+
+    /// A layer that asks a shared `pdp`.
+    pub fn from_arc(pdp: Arc<dyn Pdp>) -> Self {
+        Self {
+            config: Arc::new(Config {
+                pdp,
+                subjects: SubjectSource::default(),
+                timeout: DEFAULT_DECISION_TIMEOUT,
+                handlers: Handlers::default(),
+            }),
+        }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Verifies bearer JWTs with `verifier` when no [`Subject`](warden_core::Subject) extension
+    /// is present; the subject is `{type: "user", id: <sub>, properties: <claims>}`.
+    pub fn jwt(mut self, verifier: JwtVerifier) -> Self {
+        self.config().subjects.jwt = Some(verifier);
+        self
+    }
+
+    /// Lets requests without credentials through to the PDP as the subject
+    /// `{type: "anonymous", id: "anonymous"}` (default: they are refused with 401).
+    pub fn allow_anonymous(mut self) -> Self {
+        self.config().subjects.anonymous = true;
+        self
+    }
+
+    /// How long to wait for a decision (default [`DEFAULT_DECISION_TIMEOUT`]); past it the
+    /// request is refused with 503.
+    pub fn decision_timeout(mut self, timeout: Duration) -> Self {
+        self.config().timeout = timeout;
+        self
+    }
+
+    /// Registers the handler for a custom obligation type; without one, a decision carrying
+    /// that type is a deny.
+    pub fn obligation_handler(
+        mut self,
+        kind: impl Into<String>,
+        handler: impl ObligationHandler,
+    ) -> Self {
+        self.config().handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyService::new(inner, self.config.clone())
+    }
+}

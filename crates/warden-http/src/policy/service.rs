@@ -1,0 +1,66 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::Config;
+use crate::access;
+use crate::body::ResponseBody;
+
+/// The service [`PolicyLayer`](super::PolicyLayer) wraps around another.
+#[derive(Clone)]
+pub struct PolicyService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for PolicyService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> PolicyService<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for PolicyService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    ResBody: http_body::Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The instance that was driven to readiness goes into the future; this one keeps a clone.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (mut parts, body) = request.into_parts();
+        let grpc = access::is_grpc(&parts);
+        match access::build(&mut parts, &self.config.subjects) {
+            Err(refusal) => ResponseFuture::refused(refusal, grpc),
+            Ok((request, strength)) => ResponseFuture::deciding(
+                self.config.clone(),
+                request,
+                strength,
+                parts,
+                body,
+                inner,
+                grpc,
+            ),
+        }
+    }
+}
