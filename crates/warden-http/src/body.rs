@@ -9,19 +9,24 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// The body of a response that went through [`PolicyLayer`](crate::PolicyLayer): either the
-    /// inner service's body, untouched, or a body the PEP wrote (a denial, a challenge).
-    #[project = ResponseBodyProj]
+    /// inner service's body, streamed through untouched, or a body the PEP wrote (a denial, a
+    /// challenge).
     #[derive(Debug)]
-    pub enum ResponseBody<B> {
-        /// The inner service's body, streamed through.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<B> {
         Inner {
-            /// The inner body.
             #[pin]
             body: B,
         },
-        /// A body written by the PEP.
         Policy {
-            /// The bytes still to send.
             body: Option<Bytes>,
         },
     }
@@ -29,13 +34,17 @@ pin_project! {
 
 impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        Self::Inner { body }
+        Self {
+            kind: Kind::Inner { body },
+        }
     }
 
     pub(crate) fn policy(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        Self::Policy {
-            body: (!bytes.is_empty()).then_some(bytes),
+        Self {
+            kind: Kind::Policy {
+                body: (!bytes.is_empty()).then_some(bytes),
+            },
         }
     }
 }
@@ -51,23 +60,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        match self.project() {
-            ResponseBodyProj::Inner { body } => body.poll_frame(cx),
-            ResponseBodyProj::Policy { body } => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Policy { body } => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Inner { body } => body.is_end_stream(),
-            Self::Policy { body } => body.is_none(),
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Policy { body } => body.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Inner { body } => body.size_hint(),
-            Self::Policy { body } => {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Policy { body } => {
                 SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
             }
         }
