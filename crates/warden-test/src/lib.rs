@@ -220,8 +220,7 @@ impl TestTokens {
 
 /// Unpadded base64url, enough to forge test tokens.
 pub fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -263,7 +262,10 @@ mod tests {
             TestTokens::es256(&claims),
         ] {
             assert_eq!(token.split('.').count(), 3, "{token}");
-            assert!(!token.contains("invalid") && !token.contains("unsignable"), "{token}");
+            assert!(
+                !token.contains("invalid") && !token.contains("unsignable"),
+                "{token}"
+            );
         }
     }
 
@@ -272,14 +274,25 @@ mod tests {
         use warden_core::{Action, Resource, Subject};
         let pdp = ScriptedPdp::new(|r| {
             if r.subject.id == "slow" {
-                Answer::Delay(Duration::from_secs(5), Box::new(Answer::Decision(Decision::deny())))
+                Answer::Delay(
+                    Duration::from_secs(5),
+                    Box::new(Answer::Decision(Decision::deny())),
+                )
             } else {
                 Answer::Error(PdpError::policy("broken"))
             }
         });
-        let slow = AccessRequest::new(Subject::user("slow"), Action::new("GET"), Resource::new("r", "1"));
+        let slow = AccessRequest::new(
+            Subject::user("slow"),
+            Action::new("GET"),
+            Resource::new("r", "1"),
+        );
         assert!(!pdp.decide(&slow).await.unwrap().allowed);
-        let other = AccessRequest::new(Subject::user("x"), Action::new("GET"), Resource::new("r", "1"));
+        let other = AccessRequest::new(
+            Subject::user("x"),
+            Action::new("GET"),
+            Resource::new("r", "1"),
+        );
         assert!(pdp.decide(&other).await.is_err());
         assert_eq!(pdp.requests().len(), 2);
     }

@@ -106,7 +106,9 @@ impl PolicyLayer {
         kind: impl Into<String>,
         handler: impl ObligationHandler,
     ) -> Self {
-        self.config().handlers.insert(kind.into(), Arc::new(handler));
+        self.config()
+            .handlers
+            .insert(kind.into(), Arc::new(handler));
         self
     }
 }
