@@ -26,27 +26,30 @@ pub(crate) struct SubjectSource {
 pub(crate) struct AuthStrength {
     pub(crate) acr: Option<String>,
     pub(crate) auth_time: Option<u64>,
+    /// The request carried no credentials (and anonymous access is allowed).
+    pub(crate) anonymous: bool,
 }
 
 impl SubjectSource {
     /// The subject: a [`Subject`] extension put there by an authentication layer, else a verified
     /// bearer JWT, else the anonymous subject when allowed.
-    fn resolve(&self, parts: &Parts) -> Result<Subject, Refusal> {
+    fn resolve(&self, parts: &Parts) -> Result<(Subject, bool), Refusal> {
         if let Some(subject) = parts.extensions.get::<Subject>() {
-            return Ok(subject.clone());
+            return Ok((subject.clone(), false));
         }
         let bearer = bearer_token(parts)?;
         match (&self.jwt, bearer) {
             (Some(verifier), Some(token)) => {
                 let token = verifier.verify(token).map_err(Refusal::InvalidToken)?;
-                Ok(Subject {
+                let subject = Subject {
                     kind: "user".into(),
                     id: token.subject,
                     properties: token.claims,
-                })
+                };
+                Ok((subject, false))
             }
             (None, Some(_)) => Err(Refusal::InvalidToken(TokenError::UnacceptedAlgorithm)),
-            (_, None) if self.anonymous => Ok(Subject::new("anonymous", "anonymous")),
+            (_, None) if self.anonymous => Ok((Subject::new("anonymous", "anonymous"), true)),
             (_, None) => Err(Refusal::Unauthenticated),
         }
     }
@@ -91,8 +94,9 @@ pub(crate) fn build(
     parts: &mut Parts,
     subjects: &SubjectSource,
 ) -> Result<(AccessRequest, AuthStrength), Refusal> {
-    let subject = subjects.resolve(parts)?;
+    let (subject, anonymous) = subjects.resolve(parts)?;
     let strength = AuthStrength {
+        anonymous,
         acr: subject
             .properties
             .get("acr")
@@ -185,6 +189,10 @@ fn path_params(parts: &mut Parts) -> Result<Map<String, Value>, Refusal> {
     }
 }
 
+#[cfg_attr(
+    not(feature = "axum"),
+    expect(dead_code, reason = "route properties come from axum's matched route")
+)]
 /// The query string as an object; a key given more than once maps to an array of its values,
 /// so a policy sees every value the handler might read.
 fn query(query: Option<&str>) -> Map<String, Value> {

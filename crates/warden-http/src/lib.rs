@@ -51,7 +51,7 @@
 //! | permit, obligations carried out | forwarded, [`Authorized`] in the extensions | forwarded |
 //! | deny, policy error, unsupported obligation | 403 `application/problem+json` with a `decision_id` | `PERMISSION_DENIED` |
 //! | `step_up` not met by the caller's `acr`/`auth_time` | 401, `WWW-Authenticate: Bearer error="insufficient_user_authentication", …` (RFC 9470) | `UNAUTHENTICATED` |
-//! | no, invalid, expired or `alg: none` token | 401 with a `WWW-Authenticate: Bearer` challenge | `UNAUTHENTICATED` |
+//! | no, invalid, expired or `alg: none` token; a deny of an anonymous caller | 401 with a `WWW-Authenticate: Bearer` challenge | `UNAUTHENTICATED` |
 //! | PDP unavailable or no decision within the [timeout](PolicyLayer::decision_timeout) | 503 | `UNAVAILABLE` |
 //!
 //! Denials never carry the policy's reasons; they are logged (target `warden::decision`) with the

@@ -23,6 +23,10 @@ pub(crate) enum Refusal {
     /// No decision could be had.
     Unavailable,
     /// A path parameter is not valid UTF-8 once decoded.
+    #[cfg_attr(
+        not(feature = "axum"),
+        expect(dead_code, reason = "path parameters come from axum's router")
+    )]
     BadRequest(&'static str),
 }
 

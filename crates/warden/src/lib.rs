@@ -1,1 +1,29 @@
-//! x
+#![doc = include_str!("../../../README.md")]
+//!
+//! # Crates
+//!
+//! This crate re-exports the Warden crates behind features:
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `http` | [`http`]: the `PolicyLayer` for axum, tonic and any `tower::Service<http::Request<B>>` | yes |
+//! | `axum` | the axum integration of `http` (route templates, path parameters, the `Authorized` extractor) | yes |
+//! | `rego` | [`rego`]: the embedded Rego PDP on regorus | yes |
+//! | `full` | every integration | no |
+//!
+//! The decision model ([`AccessRequest`], [`Decision`], [`Obligation`], the [`Pdp`] trait) is
+//! always there, re-exported from `warden-core`.
+
+pub use warden_core::*;
+
+/// The HTTP and gRPC policy enforcement point (`warden-http`).
+#[cfg(feature = "http")]
+pub mod http {
+    pub use warden_http::*;
+}
+
+/// The embedded Rego policy decision point (`warden-rego`).
+#[cfg(feature = "rego")]
+pub mod rego {
+    pub use warden_rego::*;
+}

@@ -212,7 +212,12 @@ fn enforce<S, B>(
         );
     }
     if !decision.allowed {
-        return Err(Refusal::Denied(decision.id));
+        // A caller without credentials is asked to authenticate rather than told "forbidden".
+        return Err(if pending.strength.anonymous {
+            Refusal::Unauthenticated
+        } else {
+            Refusal::Denied(decision.id)
+        });
     }
     let Pending {
         config,
