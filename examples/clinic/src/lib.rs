@@ -237,6 +237,7 @@ async fn audit_log(State(db): State<SqlitePool>) -> Result<Json<Vec<db::AuditEnt
     Ok(Json(rows))
 }
 
+// ANCHOR: audit
 /// Records who did what under which decision.
 async fn audit(db: &SqlitePool, authorized: &Authorized, resource: &str) -> Result<()> {
     let request = authorized.request();
@@ -251,7 +252,9 @@ async fn audit(db: &SqlitePool, authorized: &Authorized, resource: &str) -> Resu
     .await?;
     Ok(())
 }
+// ANCHOR_END: audit
 
+// ANCHOR: setup
 /// Loads the policy and builds the token verifier the example uses: HS256 with the test secret
 /// of `warden-test` (a real deployment verifies RS256/ES256 tokens of its identity provider).
 pub fn policy_and_verifier() -> std::result::Result<(RegoPdp, JwtVerifier), BoxError> {
@@ -261,3 +264,4 @@ pub fn policy_and_verifier() -> std::result::Result<(RegoPdp, JwtVerifier), BoxE
         .leeway(30);
     Ok((pdp, jwt))
 }
+// ANCHOR_END: setup
