@@ -1,5 +1,6 @@
 //! The HTTP policy enforcement point through real axum routers: in-process with `oneshot` and
 //! over loopback TCP with raw request lines, so no client normalises the path.
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! The clinic service end to end: the real router, the real policy, an in-memory database.
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
 
 use axum::Router;
 use axum::body::Body;
