@@ -22,7 +22,7 @@ use warden_core::{AccessRequest, Decision};
 /// async fn handler(authorized: Authorized) -> String {
 ///     format!("{} may {}", authorized.request().subject.id, authorized.request().action.name)
 /// }
-/// # let _ = axum::routing::get(handler);
+/// # let _: axum::routing::MethodRouter = axum::routing::get(handler);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Authorized {
