@@ -142,6 +142,18 @@ pub(crate) fn build(
 }
 
 fn resource(parts: &mut Parts) -> Result<Resource, Refusal> {
+    // gRPC first: tonic dispatches on the exact path `/package.Service/Method`, so the path is
+    // the method, even inside an axum router where the matched route is `/package.Service/{*rest}`.
+    if is_grpc(parts) {
+        let path = parts.uri.path();
+        let (service, method) = path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .unwrap_or(("", ""));
+        return Ok(Resource::new("rpc", path)
+            .with_property("service", service)
+            .with_property("method", method));
+    }
     #[cfg(feature = "axum")]
     if let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() {
         let mut resource = Resource::new("route", route.as_str());
@@ -152,17 +164,6 @@ fn resource(parts: &mut Parts) -> Result<Resource, Refusal> {
             .properties
             .insert("query".into(), Value::Object(query(parts.uri.query())));
         return Ok(resource);
-    }
-    if is_grpc(parts) {
-        // gRPC routes by the exact path `/package.Service/Method`, so the path is the route.
-        let path = parts.uri.path();
-        let (service, method) = path
-            .strip_prefix('/')
-            .and_then(|p| p.split_once('/'))
-            .unwrap_or(("", ""));
-        return Ok(Resource::new("rpc", path)
-            .with_property("service", service)
-            .with_property("method", method));
     }
     Ok(Resource::new("route", UNMATCHED_ROUTE))
 }
