@@ -52,7 +52,7 @@ mod request;
 
 pub use combine::{Combined, Combining, UnknownCombining, merge_obligations};
 pub use decision::{Advice, Decision, DecisionId, Diagnostic, ErrorClass, PolicyRevision, Reason};
-pub use mask::{MaskStrategy, UnknownStrategy};
+pub use mask::{MIN_HASH_KEY_LEN, MaskError, MaskStrategy, Masked, Masker, UnknownStrategy};
 pub use obligation::{
     Audit, AuditLevel, CustomObligation, FilterRows, MaskColumns, Obligation, ObligationError,
     Redact, StepUp,

@@ -170,3 +170,322 @@ mod tests {
         }
     }
 }
+
+/// Applies [`MaskStrategy`]s to values, the same way for the HTTP PEP (JSON) and the SQL PEP.
+///
+/// | strategy | on a string | on a number or boolean | on an object or array | on `null` |
+/// |---|---|---|---|---|
+/// | `remove` | the member or element is dropped | dropped | dropped | dropped |
+/// | `null` | `null` | `null` | `null` | `null` |
+/// | `redact` | the replacement string (default `[REDACTED]`) | the replacement | the replacement | `null` |
+/// | `hash` | HMAC-SHA-256 of the UTF-8 bytes, hex | HMAC of its JSON text | HMAC of its JSON text | `null` |
+/// | `last4`, `first4` | keeps the last (first) 4 letters and digits, at most half of them, masks the others with `*`; separators and length stay | the same on its decimal text | the replacement | `null` |
+/// | `year` | `"1985"` for a date or timestamp starting `YYYY-`, `YYYY/`, `YYYYT` or `YYYY`; anything else the replacement | the replacement | the replacement | `null` |
+///
+/// `hash` needs a key ([`Masker::with_hash_key`]); without one it is refused, so a PEP denies
+/// instead of falling back to an unkeyed (guessable) hash.
+///
+/// ```
+/// use serde_json::json;
+/// use warden_core::{Masked, MaskStrategy, Masker};
+///
+/// let masker = Masker::new();
+/// let ssn = json!("123-45-6789");
+/// assert_eq!(masker.mask(MaskStrategy::Last4, &ssn).unwrap(), Masked::Value(json!("***-**-6789")));
+/// assert_eq!(masker.mask(MaskStrategy::First4, &ssn).unwrap(), Masked::Value(json!("123-4*-****")));
+/// assert_eq!(masker.mask(MaskStrategy::Year, &json!("1985-12-10")).unwrap(), Masked::Value(json!("1985")));
+/// assert!(masker.mask(MaskStrategy::Hash, &ssn).is_err(), "no key, no hash");
+///
+/// let keyed = Masker::with_hash_key(b"0123456789abcdef0123456789abcdef").unwrap();
+/// let a = keyed.mask(MaskStrategy::Hash, &ssn).unwrap();
+/// assert_eq!(a, keyed.mask(MaskStrategy::Hash, &ssn).unwrap(), "deterministic");
+/// ```
+#[derive(Clone)]
+pub struct Masker {
+    hash_key: Option<std::sync::Arc<[u8]>>,
+    replacement: String,
+    mask_char: char,
+}
+
+impl fmt::Debug for Masker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Masker")
+            .field("hash_key", &self.hash_key.as_ref().map(|_| "<set>"))
+            .field("replacement", &self.replacement)
+            .field("mask_char", &self.mask_char)
+            .finish()
+    }
+}
+
+impl Default for Masker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The outcome of masking one value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Masked {
+    /// Drop the member or element.
+    Remove,
+    /// Replace the value with this one.
+    Value(serde_json::Value),
+}
+
+/// Why a value could not be masked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MaskError {
+    /// `hash` was asked for but no key is configured.
+    #[error("the `hash` mask strategy needs a key, and none is configured")]
+    NoHashKey,
+    /// The hash key is too short.
+    #[error("a hash key must have at least 16 bytes, this one has {0}")]
+    ShortHashKey(usize),
+}
+
+/// The shortest hash key [`Masker::with_hash_key`] accepts.
+pub const MIN_HASH_KEY_LEN: usize = 16;
+
+impl Masker {
+    /// A masker without a hash key, replacement `[REDACTED]`, mask character `*`.
+    pub fn new() -> Self {
+        Self {
+            hash_key: None,
+            replacement: "[REDACTED]".into(),
+            mask_char: '*',
+        }
+    }
+
+    /// A masker whose `hash` is keyed with `key` (at least [`MIN_HASH_KEY_LEN`] bytes).
+    pub fn with_hash_key(key: impl AsRef<[u8]>) -> Result<Self, MaskError> {
+        let key = key.as_ref();
+        if key.len() < MIN_HASH_KEY_LEN {
+            return Err(MaskError::ShortHashKey(key.len()));
+        }
+        Ok(Self {
+            hash_key: Some(key.into()),
+            ..Self::new()
+        })
+    }
+
+    /// The string `redact` writes (default `[REDACTED]`).
+    #[must_use]
+    pub fn replacement(mut self, replacement: impl Into<String>) -> Self {
+        self.replacement = replacement.into();
+        self
+    }
+
+    /// The character `last4` and `first4` mask with (default `*`).
+    #[must_use]
+    pub fn mask_char(mut self, c: char) -> Self {
+        self.mask_char = c;
+        self
+    }
+
+    /// Whether the masker can apply `strategy` (`hash` needs a key).
+    pub fn supports(&self, strategy: MaskStrategy) -> bool {
+        strategy != MaskStrategy::Hash || self.hash_key.is_some()
+    }
+
+    /// Masks one JSON value.
+    pub fn mask(
+        &self,
+        strategy: MaskStrategy,
+        value: &serde_json::Value,
+    ) -> Result<Masked, MaskError> {
+        use serde_json::Value;
+        if strategy == MaskStrategy::Remove {
+            return Ok(Masked::Remove);
+        }
+        if value.is_null() || strategy == MaskStrategy::Null {
+            return Ok(Masked::Value(Value::Null));
+        }
+        let masked = match (strategy, value) {
+            (MaskStrategy::Hash, Value::String(s)) => self.hash(s.as_bytes())?,
+            (MaskStrategy::Hash, other) => self.hash(other.to_string().as_bytes())?,
+            (MaskStrategy::Last4 | MaskStrategy::First4, Value::String(s)) => {
+                self.partial(s, strategy == MaskStrategy::Last4)
+            }
+            (MaskStrategy::Last4 | MaskStrategy::First4, Value::Number(n)) => {
+                self.partial(&n.to_string(), strategy == MaskStrategy::Last4)
+            }
+            (MaskStrategy::Year, Value::String(s)) => {
+                year(s).map_or_else(|| self.replacement.clone(), str::to_owned)
+            }
+            _ => self.replacement.clone(),
+        };
+        Ok(Masked::Value(Value::String(masked)))
+    }
+
+    /// Masks one text value, as a SQL PEP would a column; `None` is SQL `NULL` (for `null` and
+    /// `remove`).
+    pub fn mask_text(
+        &self,
+        strategy: MaskStrategy,
+        text: &str,
+    ) -> Result<Option<String>, MaskError> {
+        match self.mask(strategy, &serde_json::Value::String(text.to_owned()))? {
+            Masked::Value(serde_json::Value::String(s)) => Ok(Some(s)),
+            _ => Ok(None),
+        }
+    }
+
+    fn hash(&self, bytes: &[u8]) -> Result<String, MaskError> {
+        use hmac::{Mac, SimpleHmac};
+        let key = self.hash_key.as_ref().ok_or(MaskError::NoHashKey)?;
+        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(key)
+            .map_err(|_| MaskError::ShortHashKey(key.len()))?;
+        mac.update(bytes);
+        let digest = mac.finalize().into_bytes();
+        let mut hex = String::with_capacity(64);
+        for b in digest {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        Ok(hex)
+    }
+
+    /// Keeps the last (or first) four letters and digits, but never more than half of them.
+    fn partial(&self, s: &str, keep_last: bool) -> String {
+        let total = s.chars().filter(|c| c.is_alphanumeric()).count();
+        let keep = (total / 2).min(4);
+        let mut seen = 0;
+        s.chars()
+            .map(|c| {
+                if !c.is_alphanumeric() {
+                    return c;
+                }
+                seen += 1;
+                let visible = if keep_last {
+                    seen > total - keep
+                } else {
+                    seen <= keep
+                };
+                if visible { c } else { self.mask_char }
+            })
+            .collect()
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The year of a date or timestamp (`1985`, `1985-12-10`, `1985/12/10`, `1985-12-10T08:00:00Z`).
+fn year(s: &str) -> Option<&str> {
+    let digits = s.get(..4)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match s.as_bytes().get(4) {
+        None | Some(b'-' | b'/' | b'T') => Some(digits),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod masker_tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn value(m: &Masker, s: MaskStrategy, v: Value) -> Value {
+        match m.mask(s, &v).unwrap() {
+            Masked::Value(v) => v,
+            Masked::Remove => Value::from("<removed>"),
+        }
+    }
+
+    #[test]
+    fn masks_strings_numbers_containers_and_nulls() {
+        use MaskStrategy::*;
+        let m = Masker::new();
+        assert_eq!(
+            value(&m, Last4, json!("4111 1111 1111 1234")),
+            json!("**** **** **** 1234")
+        );
+        assert_eq!(
+            value(&m, First4, json!("alice@example.com")),
+            json!("alic*@*******.***")
+        );
+        assert_eq!(value(&m, Last4, json!(123456789)), json!("*****6789"));
+        assert_eq!(
+            value(&m, Last4, json!("1234")),
+            json!("**34"),
+            "never more than half"
+        );
+        assert_eq!(value(&m, Last4, json!("7")), json!("*"));
+        assert_eq!(value(&m, Last4, json!({"a": 1})), json!("[REDACTED]"));
+        assert_eq!(value(&m, Last4, json!(true)), json!("[REDACTED]"));
+        assert_eq!(value(&m, Redact, json!([1, 2])), json!("[REDACTED]"));
+        assert_eq!(value(&m, Null, json!("x")), Value::Null);
+        assert_eq!(value(&m, Redact, Value::Null), Value::Null);
+        assert_eq!(value(&m, Remove, json!("x")), json!("<removed>"));
+        assert_eq!(
+            value(&m, Year, json!("1985-12-10T08:00:00Z")),
+            json!("1985")
+        );
+        assert_eq!(value(&m, Year, json!("1985/12/10")), json!("1985"));
+        assert_eq!(value(&m, Year, json!("19851210")), json!("[REDACTED]"));
+        assert_eq!(value(&m, Year, json!("next tuesday")), json!("[REDACTED]"));
+        assert_eq!(value(&m, Year, json!(1985)), json!("[REDACTED]"));
+    }
+
+    #[test]
+    fn partial_masks_count_unicode_characters_not_bytes() {
+        let m = Masker::new().mask_char('#');
+        assert_eq!(
+            value(&m, MaskStrategy::Last4, json!("Zoë Ångström")),
+            json!("### ####tröm")
+        );
+        assert_eq!(
+            value(&m, MaskStrategy::First4, json!("日本語のテキスト")),
+            json!("日本語の####")
+        );
+    }
+
+    #[test]
+    fn hash_is_keyed_deterministic_and_never_the_bare_hash() {
+        let m = Masker::with_hash_key("0123456789abcdef").unwrap();
+        let other = Masker::with_hash_key("fedcba9876543210").unwrap();
+        let a = value(&m, MaskStrategy::Hash, json!("Ada Lovelace"));
+        assert_eq!(a, value(&m, MaskStrategy::Hash, json!("Ada Lovelace")));
+        assert_ne!(a, value(&other, MaskStrategy::Hash, json!("Ada Lovelace")));
+        assert_ne!(a, value(&m, MaskStrategy::Hash, json!("Ada Lovelace ")));
+        let hex = a.as_str().unwrap();
+        assert_eq!(hex.len(), 64);
+        // Not SHA-256("Ada Lovelace").
+        assert_ne!(
+            hex,
+            "76740216171591903cdbd18fbc770df447c5b1671005ca0020922a465bba0172"
+        );
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let jefe = Masker {
+            hash_key: Some(b"Jefe".as_slice().into()),
+            ..Masker::new()
+        };
+        assert_eq!(
+            jefe.hash(b"what do ya want for nothing?").unwrap(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            Masker::new().mask(MaskStrategy::Hash, &json!("x")),
+            Err(MaskError::NoHashKey)
+        );
+        assert!(matches!(
+            Masker::with_hash_key("short"),
+            Err(MaskError::ShortHashKey(5))
+        ));
+    }
+
+    #[test]
+    fn mask_text_is_what_a_sql_pep_applies() {
+        let m = Masker::new();
+        assert_eq!(
+            m.mask_text(MaskStrategy::Last4, "123-45-6789")
+                .unwrap()
+                .as_deref(),
+            Some("***-**-6789")
+        );
+        assert_eq!(m.mask_text(MaskStrategy::Null, "x").unwrap(), None);
+        assert_eq!(m.mask_text(MaskStrategy::Remove, "x").unwrap(), None);
+    }
+}
