@@ -340,8 +340,8 @@ impl Masker {
         let digest = mac.finalize().into_bytes();
         let mut hex = String::with_capacity(64);
         for b in digest {
-            hex.push(char::from(HEX[usize::from(b >> 4)]));
-            hex.push(char::from(HEX[usize::from(b & 15)]));
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
         }
         Ok(hex)
     }
@@ -367,8 +367,6 @@ impl Masker {
             .collect()
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The year of a date or timestamp (`1985`, `1985-12-10`, `1985/12/10`, `1985-12-10T08:00:00Z`).
 fn year(s: &str) -> Option<&str> {

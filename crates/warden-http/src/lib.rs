@@ -71,6 +71,7 @@ mod error;
 mod jwt;
 mod obligations;
 mod policy;
+mod redact;
 mod respond;
 
 pub use access::UNMATCHED_ROUTE;
@@ -78,5 +79,5 @@ pub use body::ResponseBody;
 pub use error::ConfigError;
 pub use jwt::{JwtVerifier, TokenError, VerifiedToken};
 pub use obligations::ObligationHandler;
-pub use policy::layer::DEFAULT_DECISION_TIMEOUT;
+pub use policy::layer::{DEFAULT_DECISION_TIMEOUT, DEFAULT_REDACTION_LIMIT};
 pub use policy::{Authorized, PolicyLayer, PolicyService, ResponseFuture};

@@ -9,6 +9,7 @@ use http::request::Parts;
 use warden_core::{AccessRequest, CustomObligation, Decision, Obligation, StepUp};
 
 use crate::access::AuthStrength;
+use crate::redact::{PathCache, Plan};
 
 /// Carries out a custom obligation type on the request before it reaches the service.
 ///
@@ -63,8 +64,9 @@ impl Handlers {
 /// What enforcing the obligations of a permit came to.
 #[derive(Debug)]
 pub(crate) enum Enforced {
-    /// Every obligation was carried out: forward the request.
-    Forward,
+    /// Every obligation was carried out: forward the request, and redact the response when a
+    /// plan is given.
+    Forward(Option<Plan>),
     /// A `step_up` obligation is not met by the caller's authentication.
     StepUp(StepUp),
     /// An obligation cannot be carried out: deny.
@@ -72,13 +74,20 @@ pub(crate) enum Enforced {
 }
 
 /// Carries out the obligations of a permit that concern the request.
+pub(crate) struct Context<'a> {
+    pub(crate) strength: &'a AuthStrength,
+    pub(crate) handlers: &'a Handlers,
+    pub(crate) paths: &'a PathCache,
+    pub(crate) masker: &'a warden_core::Masker,
+}
+
 pub(crate) fn enforce(
     decision: &Decision,
     request: &AccessRequest,
-    strength: &AuthStrength,
-    handlers: &Handlers,
+    cx: &Context<'_>,
     parts: &mut Parts,
 ) -> Enforced {
+    let mut plan: Option<Plan> = None;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -86,7 +95,8 @@ pub(crate) fn enforce(
     for obligation in &decision.obligations {
         match obligation {
             Obligation::StepUp(step_up) => {
-                if !step_up.is_satisfied_by(strength.acr.as_deref(), strength.auth_time, now) {
+                if !step_up.is_satisfied_by(cx.strength.acr.as_deref(), cx.strength.auth_time, now)
+                {
                     return Enforced::StepUp(step_up.clone());
                 }
             }
@@ -103,7 +113,17 @@ pub(crate) fn enforce(
                     "audit"
                 );
             }
-            Obligation::Custom(custom) => match handlers.0.get(&custom.kind) {
+            Obligation::Redact(redact) => {
+                if let Err(message) = plan
+                    .get_or_insert_default()
+                    .add(redact, cx.paths, cx.masker)
+                {
+                    return Enforced::Unsupported(format!(
+                        "a `redact` obligation cannot be carried out: {message}"
+                    ));
+                }
+            }
+            Obligation::Custom(custom) => match cx.handlers.0.get(&custom.kind) {
                 Some(handler) => {
                     if let Err(message) = handler.on_request(custom, parts) {
                         return Enforced::Unsupported(format!(
@@ -127,5 +147,5 @@ pub(crate) fn enforce(
             }
         }
     }
-    Enforced::Forward
+    Enforced::Forward(plan)
 }

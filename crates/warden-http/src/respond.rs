@@ -22,6 +22,8 @@ pub(crate) enum Refusal {
     StepUp(StepUp, DecisionId),
     /// No decision could be had.
     Unavailable,
+    /// The response could not be redacted as the decision demands, so it is not sent.
+    Withheld(DecisionId),
     /// A path parameter is not valid UTF-8 once decoded.
     #[cfg_attr(
         not(feature = "axum"),
@@ -33,6 +35,7 @@ pub(crate) enum Refusal {
 /// gRPC status codes the PEP answers with.
 mod grpc_code {
     pub(super) const INVALID_ARGUMENT: u16 = 3;
+    pub(super) const INTERNAL: u16 = 13;
     pub(super) const PERMISSION_DENIED: u16 = 7;
     pub(super) const UNAVAILABLE: u16 = 14;
     pub(super) const UNAUTHENTICATED: u16 = 16;
@@ -46,6 +49,7 @@ impl Refusal {
             }
             Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Withheld(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -57,6 +61,7 @@ impl Refusal {
             }
             Self::Denied(_) => grpc_code::PERMISSION_DENIED,
             Self::Unavailable => grpc_code::UNAVAILABLE,
+            Self::Withheld(_) => grpc_code::INTERNAL,
             Self::BadRequest(_) => grpc_code::INVALID_ARGUMENT,
         }
     }
@@ -68,13 +73,14 @@ impl Refusal {
             Self::Denied(_) => "the request was denied by policy".into(),
             Self::StepUp(..) => "a different authentication level is required".into(),
             Self::Unavailable => "no policy decision could be made; try again later".into(),
+            Self::Withheld(_) => "response withheld by policy".into(),
             Self::BadRequest(what) => (*what).into(),
         }
     }
 
     fn decision_id(&self) -> Option<DecisionId> {
         match self {
-            Self::Denied(id) | Self::StepUp(_, id) => Some(*id),
+            Self::Denied(id) | Self::StepUp(_, id) | Self::Withheld(id) => Some(*id),
             _ => None,
         }
     }

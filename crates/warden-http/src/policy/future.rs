@@ -3,8 +3,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use bytes::{Buf, Bytes, BytesMut};
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Method, Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use warden_core::{AccessRequest, Decision, DecisionId, PdpError};
@@ -14,25 +16,27 @@ use super::layer::Config;
 use crate::access::AuthStrength;
 use crate::body::ResponseBody;
 use crate::obligations::{self, Enforced};
+use crate::redact::{self, Redaction, Verdict};
 use crate::respond::Refusal;
 
 type Decided = (AccessRequest, Result<Decision, PdpError>);
 type DecideFuture = Pin<Box<dyn Future<Output = Decided> + Send>>;
 
 pin_project! {
-    /// The future of [`PolicyService`](super::PolicyService): decide, then forward or refuse.
-    pub struct ResponseFuture<S, B>
+    /// The future of [`PolicyService`](super::PolicyService): decide, then forward or refuse,
+    /// then (when the decision demands it) redact the response.
+    pub struct ResponseFuture<S, B, ResBody>
     where
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future, S, B>,
+        state: State<S::Future, S, B, ResBody>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, S, B> {
+    enum State<F, S, B, ResBody> {
         Deciding {
             decide: DecideFuture,
             pending: Option<Pending<S, B>>,
@@ -40,12 +44,28 @@ pin_project! {
         Forwarding {
             #[pin]
             future: F,
+            redaction: Option<Due>,
+        },
+        Buffering {
+            #[pin]
+            body: ResBody,
+            head: Option<http::response::Parts>,
+            buffer: BytesMut,
+            due: Due,
+            gzip: bool,
         },
         Refused {
             refusal: Option<Refusal>,
             grpc: bool,
         },
     }
+}
+
+/// A redaction due on the response, with the decision that demands it.
+struct Due {
+    redaction: Redaction,
+    decision: DecisionId,
+    grpc: bool,
 }
 
 /// What waits for the decision: the request and the ready inner service.
@@ -58,7 +78,7 @@ struct Pending<S, B> {
     grpc: bool,
 }
 
-impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+impl<S, B, ResBody> std::fmt::Debug for ResponseFuture<S, B, ResBody>
 where
     S: Service<Request<B>>,
 {
@@ -67,7 +87,7 @@ where
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B, ResBody> ResponseFuture<S, B, ResBody>
 where
     S: Service<Request<B>>,
 {
@@ -114,10 +134,10 @@ where
     }
 }
 
-impl<S, B, ResBody> Future for ResponseFuture<S, B>
+impl<S, B, ResBody> Future for ResponseFuture<S, B, ResBody>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
-    ResBody: http_body::Body<Data = bytes::Bytes>,
+    ResBody: Body<Data = Bytes>,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -137,9 +157,13 @@ where
                     };
                     let grpc = pending.grpc;
                     match enforce(request, result, pending) {
-                        Ok((mut inner, request)) => {
+                        Ok(Forward {
+                            mut inner,
+                            request,
+                            redaction,
+                        }) => {
                             let future = inner.call(request);
-                            this.state.set(State::Forwarding { future });
+                            this.state.set(State::Forwarding { future, redaction });
                         }
                         Err(refusal) => this.state.set(State::Refused {
                             refusal: Some(refusal),
@@ -147,9 +171,91 @@ where
                         }),
                     }
                 }
-                StateProj::Forwarding { future } => {
+                StateProj::Forwarding { future, redaction } => {
                     let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    let Some(due) = redaction.take() else {
+                        return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    };
+                    let (mut head, body) = response.into_parts();
+                    match due.redaction.inspect(&mut head) {
+                        Verdict::Pass => {
+                            return Poll::Ready(Ok(Response::from_parts(
+                                head,
+                                ResponseBody::inner(body),
+                            )));
+                        }
+                        Verdict::Empty => {
+                            return Poll::Ready(Ok(Response::from_parts(
+                                head,
+                                ResponseBody::policy(Bytes::new()),
+                            )));
+                        }
+                        Verdict::Withhold(reason) => {
+                            this.state.set(withhold(&due, &reason));
+                        }
+                        Verdict::Buffer { gzip } => this.state.set(State::Buffering {
+                            body,
+                            head: Some(head),
+                            buffer: BytesMut::new(),
+                            due,
+                            gzip,
+                        }),
+                    }
+                }
+                StateProj::Buffering {
+                    mut body,
+                    head,
+                    buffer,
+                    due,
+                    gzip,
+                } => {
+                    let next = match ready!(body.as_mut().poll_frame(cx)) {
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(mut data) => {
+                                if buffer.len().saturating_add(data.remaining())
+                                    > due.redaction.limit
+                                {
+                                    Some(withhold(
+                                        due,
+                                        "the body is larger than the redaction limit",
+                                    ))
+                                } else {
+                                    while data.has_remaining() {
+                                        let chunk = data.chunk();
+                                        let n = chunk.len();
+                                        buffer.extend_from_slice(chunk);
+                                        data.advance(n);
+                                    }
+                                    None
+                                }
+                            }
+                            // Trailers of a body that is being replaced are dropped.
+                            Err(_) => None,
+                        },
+                        Some(Err(_)) => Some(withhold(due, "the body failed while it was read")),
+                        None => match due.redaction.redact_body(buffer, *gzip) {
+                            Ok(redacted) => {
+                                let Some(mut head) = head.take() else {
+                                    return Poll::Ready(Ok(
+                                        Refusal::Withheld(due.decision).http_response()
+                                    ));
+                                };
+                                head.headers.remove(http::header::CONTENT_ENCODING);
+                                head.headers.insert(
+                                    http::header::CONTENT_LENGTH,
+                                    http::HeaderValue::from(redacted.len()),
+                                );
+                                return Poll::Ready(Ok(Response::from_parts(
+                                    head,
+                                    ResponseBody::policy(redacted),
+                                )));
+                            }
+                            Err(reason) => Some(withhold(due, &reason)),
+                        },
+                    };
+                    if let Some(state) = next {
+                        this.state.set(state);
+                    }
                 }
                 StateProj::Refused { refusal, grpc } => {
                     let refusal = refusal.take().unwrap_or(Refusal::Unavailable);
@@ -165,13 +271,34 @@ where
     }
 }
 
+/// The state that answers "response withheld by policy", after saying why.
+fn withhold<F, S, B, ResBody>(due: &Due, reason: &str) -> State<F, S, B, ResBody> {
+    tracing::warn!(
+        target: "warden::redaction",
+        decision_id = %due.decision,
+        reason,
+        "response withheld: it cannot be redacted as the decision demands"
+    );
+    State::Refused {
+        refusal: Some(Refusal::Withheld(due.decision)),
+        grpc: due.grpc,
+    }
+}
+
+/// A request cleared to go on.
+struct Forward<S, B> {
+    inner: S,
+    request: Request<B>,
+    redaction: Option<Due>,
+}
+
 /// Turns the PDP's answer into a request to forward (with its obligations carried out) or a
 /// refusal.
 fn enforce<S, B>(
     request: AccessRequest,
     result: Result<Decision, PdpError>,
     pending: Pending<S, B>,
-) -> Result<(S, Request<B>), Refusal> {
+) -> Result<Forward<S, B>, Refusal> {
     let decision = match result {
         Ok(decision) => decision,
         Err(error) => {
@@ -225,10 +352,16 @@ fn enforce<S, B>(
         mut parts,
         body,
         inner,
-        ..
+        grpc,
     } = pending;
-    match obligations::enforce(&decision, &request, &strength, &config.handlers, &mut parts) {
-        Enforced::Forward => {}
+    let cx = obligations::Context {
+        strength: &strength,
+        handlers: &config.handlers,
+        paths: &config.paths,
+        masker: &config.masker,
+    };
+    let plan = match obligations::enforce(&decision, &request, &cx, &mut parts) {
+        Enforced::Forward(plan) => plan,
         Enforced::StepUp(step_up) => return Err(Refusal::StepUp(step_up, decision.id)),
         Enforced::Unsupported(message) => {
             tracing::warn!(
@@ -240,7 +373,26 @@ fn enforce<S, B>(
             );
             return Err(Refusal::Denied(decision.id));
         }
-    }
+    };
+    let redaction = plan.map(|plan| {
+        if plan.has_paths() {
+            redact::prepare_request(&mut parts);
+        }
+        Due {
+            redaction: Redaction {
+                plan,
+                masker: config.masker.clone(),
+                limit: config.redaction_limit,
+                head: parts.method == Method::HEAD,
+            },
+            decision: decision.id,
+            grpc,
+        }
+    });
     parts.extensions.insert(Authorized::new(decision, request));
-    Ok((inner, Request::from_parts(parts, body)))
+    Ok(Forward {
+        inner,
+        request: Request::from_parts(parts, body),
+        redaction,
+    })
 }

@@ -2,12 +2,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
-use warden_core::Pdp;
+use warden_core::{Masker, Pdp};
 
 use super::service::PolicyService;
 use crate::access::SubjectSource;
 use crate::jwt::JwtVerifier;
 use crate::obligations::{Handlers, ObligationHandler};
+use crate::redact::PathCache;
 
 /// How long the PEP waits for a decision by default before it answers 503.
 pub const DEFAULT_DECISION_TIMEOUT: Duration = Duration::from_secs(1);
@@ -19,7 +20,13 @@ pub(crate) struct Config {
     pub(crate) subjects: SubjectSource,
     pub(crate) timeout: Duration,
     pub(crate) handlers: Handlers,
+    pub(crate) masker: Masker,
+    pub(crate) redaction_limit: usize,
+    pub(crate) paths: Arc<PathCache>,
 }
+
+/// The largest body the PEP buffers to redact by default (4 MiB); a larger one is withheld.
+pub const DEFAULT_REDACTION_LIMIT: usize = 4 * 1024 * 1024;
 
 /// The Tower layer that puts a policy enforcement point in front of a service.
 ///
@@ -70,6 +77,9 @@ impl PolicyLayer {
                 subjects: SubjectSource::default(),
                 timeout: DEFAULT_DECISION_TIMEOUT,
                 handlers: Handlers::default(),
+                masker: Masker::new(),
+                redaction_limit: DEFAULT_REDACTION_LIMIT,
+                paths: Arc::new(PathCache::default()),
             }),
         }
     }
@@ -109,6 +119,22 @@ impl PolicyLayer {
         self.config()
             .handlers
             .insert(kind.into(), Arc::new(handler));
+        self
+    }
+}
+
+impl PolicyLayer {
+    /// How `redact` obligations mask values (default: [`Masker::new`], which has no hash key, so
+    /// a decision asking for `hash` is a deny until a keyed masker is configured).
+    pub fn masker(mut self, masker: Masker) -> Self {
+        self.config().masker = masker;
+        self
+    }
+
+    /// The largest response body the PEP buffers to redact (default
+    /// [`DEFAULT_REDACTION_LIMIT`]); a larger one is withheld, never sent unredacted.
+    pub fn redaction_limit(mut self, bytes: usize) -> Self {
+        self.config().redaction_limit = bytes;
         self
     }
 }
