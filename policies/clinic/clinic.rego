@@ -66,6 +66,13 @@ allow if {
 	role == "admin"
 }
 
+# Auditors review the patient lists of every clinic, pseudonymised (see the redactions below).
+allow if {
+	method == "GET"
+	route == "/clinics/{clinic_id}/patients"
+	role == "auditor"
+}
+
 # Doctors record visits for patients of their clinics.
 allow if {
 	method == "POST"
@@ -94,6 +101,33 @@ allow if {
 	method == "GET"
 	route == "/audit-log"
 	role in {"auditor", "admin"}
+}
+
+# What each role may see of a patient outside the full record: the handlers return every
+# field, the PEP hides what the role may not see.
+obligations contains {"type": "redact", "paths": ["$..ssn"], "with": "last4"} if {
+	route in patient_routes
+	carer
+}
+
+obligations contains {"type": "redact", "paths": ["$..notes"], "with": "remove"} if {
+	route in patient_routes
+	role == "nurse"
+}
+
+obligations contains {"type": "redact", "paths": ["$..ssn", "$..notes"], "with": "remove"} if {
+	route in patient_routes
+	role in {"admin", "auditor"}
+}
+
+obligations contains {"type": "redact", "paths": ["$[*].name"], "with": "hash"} if {
+	route in patient_routes
+	role == "auditor"
+}
+
+obligations contains {"type": "redact", "paths": ["$[*].birth_date"], "with": "year"} if {
+	route in patient_routes
+	role == "auditor"
 }
 
 obligations contains step_up if route == record_route

@@ -136,19 +136,6 @@ pub struct Clinic {
     pub name: String,
 }
 
-/// What any carer may see of a patient.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct Patient {
-    /// Its id.
-    pub id: String,
-    /// The clinic the patient belongs to.
-    pub clinic_id: String,
-    /// Full name.
-    pub name: String,
-    /// Date of birth.
-    pub birth_date: String,
-}
-
 /// The full record: the sensitive fields too.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct Record {

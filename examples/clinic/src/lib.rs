@@ -25,6 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::SqlitePool;
+use warden::Masker;
 use warden::http::{Authorized, JwtVerifier, PolicyLayer};
 use warden::rego::RegoPdp;
 
@@ -39,7 +40,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 // ANCHOR: app
 /// The clinic service: its routes behind a `PolicyLayer` that verifies bearer tokens and asks
 /// the embedded Rego policy.
-pub fn app(db: SqlitePool, pdp: RegoPdp, jwt: JwtVerifier) -> Router {
+pub fn app(db: SqlitePool, pdp: RegoPdp, jwt: JwtVerifier, masker: Masker) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/clinics", get(clinics))
@@ -57,7 +58,12 @@ pub fn app(db: SqlitePool, pdp: RegoPdp, jwt: JwtVerifier) -> Router {
             get(record),
         )
         .route("/audit-log", get(audit_log))
-        .layer(PolicyLayer::new(pdp).jwt(jwt).allow_anonymous())
+        .layer(
+            PolicyLayer::new(pdp)
+                .jwt(jwt)
+                .allow_anonymous()
+                .masker(masker),
+        )
         .with_state(db)
 }
 // ANCHOR_END: app
@@ -117,26 +123,32 @@ async fn clinics(State(db): State<SqlitePool>) -> Result<Json<Vec<db::Clinic>>> 
     Ok(Json(rows))
 }
 
+// ANCHOR: patients
+/// Every field of every patient of the clinic: what a caller may see of them is the policy's
+/// business (its `redact` obligations), not the handler's.
 async fn patients(
     State(db): State<SqlitePool>,
     Params(p): Params<ClinicParams>,
-) -> Result<Json<Vec<db::Patient>>> {
+) -> Result<Json<Vec<db::Record>>> {
     // The policy decided on the clinic in the path; the query stays within that clinic.
     let rows = sqlx::query_as(
-        "SELECT id, clinic_id, name, birth_date FROM patients WHERE clinic_id = ? ORDER BY id",
+        "SELECT id, clinic_id, name, birth_date, ssn, notes FROM patients
+         WHERE clinic_id = ? ORDER BY id",
     )
     .bind(&p.clinic_id)
     .fetch_all(&db)
     .await?;
     Ok(Json(rows))
 }
+// ANCHOR_END: patients
 
 async fn patient(
     State(db): State<SqlitePool>,
     Params(p): Params<PatientParams>,
-) -> Result<Json<db::Patient>> {
+) -> Result<Json<db::Record>> {
     sqlx::query_as(
-        "SELECT id, clinic_id, name, birth_date FROM patients WHERE clinic_id = ? AND id = ?",
+        "SELECT id, clinic_id, name, birth_date, ssn, notes FROM patients
+         WHERE clinic_id = ? AND id = ?",
     )
     .bind(&p.clinic_id)
     .bind(&p.patient_id)
@@ -263,5 +275,13 @@ pub fn policy_and_verifier() -> std::result::Result<(RegoPdp, JwtVerifier), BoxE
         .hs256(warden_test::HS256_SECRET)?
         .leeway(30);
     Ok((pdp, jwt))
+}
+
+/// The masker of the example's `redact` obligations. `hash` is keyed: the key comes from
+/// `CLINIC_HASH_KEY` (at least 16 bytes), or is a fixed demonstration key.
+pub fn masker() -> std::result::Result<Masker, BoxError> {
+    let key = std::env::var("CLINIC_HASH_KEY")
+        .unwrap_or_else(|_| "clinic-demo-hash-key-not-secret".into());
+    Ok(Masker::with_hash_key(key)?)
 }
 // ANCHOR_END: setup

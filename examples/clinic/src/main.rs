@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use example_clinic::{BoxError, app, db, policy_and_verifier};
+use example_clinic::{BoxError, app, db, masker, policy_and_verifier};
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
 use warden_test::TestTokens;
@@ -32,7 +32,7 @@ async fn main() -> Result<(), BoxError> {
     tracing::info!(%addr, database = %url, policy = ?revision, "clinic service listening");
     print_curl_lines(addr);
 
-    let app = app(db, pdp, jwt).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app(db, pdp, jwt, masker()?).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -51,11 +51,16 @@ fn print_curl_lines(addr: SocketAddr) {
         json!({"role": "doctor", "clinics": ["c1"], "acr": "urn:warden:mfa", "auth_time": TestTokens::now()}),
     );
     let auditor = token("aude", json!({"role": "auditor", "clinics": []}));
+    let admin = token("adam", json!({"role": "admin", "clinics": []}));
     let base = format!("http://{addr}");
     println!(
         "\nTry it (tokens valid for an hour):\n\n\
-         # permit: a nurse lists the patients of her clinic\n\
+         # permit, redacted: a nurse lists the patients of her clinic (SSN last4, notes removed)\n\
          curl -s {base}/clinics/c1/patients -H 'Authorization: Bearer {nurse}'\n\n\
+         # permit, pseudonymised: the auditor sees hashed names and birth years only\n\
+         curl -s {base}/clinics/c2/patients -H 'Authorization: Bearer {auditor}'\n\n\
+         # permit, redacted: an admin sees no SSN and no notes\n\
+         curl -s {base}/clinics/c2/patients/p3 -H 'Authorization: Bearer {admin}'\n\n\
          # deny (403 problem+json): the same nurse asks for another clinic\n\
          curl -si {base}/clinics/c2/patients -H 'Authorization: Bearer {nurse}'\n\n\
          # step-up (401 with an RFC 9470 challenge): a doctor without a recent MFA opens a full record\n\

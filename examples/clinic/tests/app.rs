@@ -12,7 +12,7 @@ use warden_test::TestTokens;
 async fn app() -> Router {
     let db = example_clinic::db::open("sqlite::memory:").await.unwrap();
     let (pdp, jwt) = example_clinic::policy_and_verifier().unwrap();
-    example_clinic::app(db, pdp, jwt)
+    example_clinic::app(db, pdp, jwt, example_clinic::masker().unwrap())
 }
 
 fn token(sub: &str, claims: Value) -> String {
@@ -95,7 +95,20 @@ async fn a_nurse_lists_and_reads_patients_of_her_clinic_only() {
         .map(|p| p["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["p1", "p2"]);
-    assert!(body[0].get("ssn").is_none(), "lists never carry the SSN");
+    // The handler returns every field; the policy shows a nurse the last four of the SSN and
+    // no notes.
+    assert_eq!(body[0]["ssn"], "***-**-6789");
+    assert_eq!(body[1]["ssn"], "***-**-4321");
+    assert!(body[0].get("notes").is_none());
+    assert_eq!(body[0]["name"], "Ada Lovelace");
+    let text = body.to_string();
+    assert!(
+        !text.contains("123-45-6789") && !text.contains("penicillin"),
+        "{text}"
+    );
+    let (_, _, one) = call(&app, "GET", "/clinics/c1/patients/p1", Some(&nurse()), None).await;
+    assert_eq!(one["ssn"], "***-**-6789");
+    assert!(one.get("notes").is_none());
 
     let (status, _, body) = call(&app, "GET", "/clinics/c2/patients", Some(&nurse()), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -256,6 +269,50 @@ async fn doctors_record_visits_in_their_clinic_and_admins_delete() {
 }
 
 #[tokio::test]
+async fn each_role_sees_what_the_policy_lets_it_see_of_a_patient() {
+    let app = app().await;
+    let (status, _, doc) = call(
+        &app,
+        "GET",
+        "/clinics/c1/patients/p1",
+        Some(&doctor()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        doc["ssn"], "***-**-6789",
+        "the full SSN only through the step-up record"
+    );
+    assert_eq!(doc["notes"], "Allergic to penicillin");
+    let (_, _, adm) = call(&app, "GET", "/clinics/c2/patients/p3", Some(&admin()), None).await;
+    assert!(
+        adm.get("ssn").is_none() && adm.get("notes").is_none(),
+        "{adm}"
+    );
+    assert_eq!(adm["name"], "Grace Hopper");
+    let (status, _, list) = call(&app, "GET", "/clinics/c2/patients", Some(&auditor()), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let hopper = &list[0];
+    assert_eq!(hopper["id"], "p3");
+    assert_eq!(
+        hopper["name"].as_str().unwrap().len(),
+        64,
+        "a keyed hash: {hopper}"
+    );
+    assert_eq!(hopper["birth_date"], "1966");
+    assert!(hopper.get("ssn").is_none() && hopper.get("notes").is_none());
+    let text = list.to_string();
+    assert!(
+        !text.contains("Grace") && !text.contains("555-12-3456"),
+        "{text}"
+    );
+    // The same name hashes the same way in every response, so auditors can correlate.
+    let (_, _, again) = call(&app, "GET", "/clinics/c2/patients", Some(&auditor()), None).await;
+    assert_eq!(again[0]["name"], hopper["name"]);
+}
+
+#[tokio::test]
 async fn only_auditors_and_admins_read_the_audit_log() {
     let app = app().await;
     assert_eq!(
@@ -276,11 +333,17 @@ async fn only_auditors_and_admins_read_the_audit_log() {
             .0,
         StatusCode::FORBIDDEN
     );
-    // Auditors may not read patients.
+    // Auditors may list patients (pseudonymised) but not read one.
     assert_eq!(
-        call(&app, "GET", "/clinics/c1/patients", Some(&auditor()), None)
-            .await
-            .0,
+        call(
+            &app,
+            "GET",
+            "/clinics/c1/patients/p1",
+            Some(&auditor()),
+            None
+        )
+        .await
+        .0,
         StatusCode::FORBIDDEN
     );
 }
