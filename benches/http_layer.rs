@@ -24,7 +24,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::Path;
 use axum::routing::get;
 use axum::serve::{Listener, ListenerExt};
 use axum::{Json, Router};
@@ -43,12 +42,11 @@ use warden_http::{JwtVerifier, PolicyLayer};
 use warden_rego::RegoPdp;
 use warden_test::TestTokens;
 
-/// The route the handler serves (and the clinic policy names).
-const ROUTE: &str = "/clinics/{clinic_id}/patients";
-/// The path every benchmarked request asks for.
-const PATH: &str = "/clinics/c1/patients";
-/// A path the subject may not read, to prove the layer is in the way.
-const FORBIDDEN_PATH: &str = "/clinics/c2/patients";
+/// The path every benchmarked request asks for: the clinic policy permits it to staff, with no
+/// obligation (so the bench measures deciding, not redacting).
+const PATH: &str = "/clinics";
+/// A path the subject (a doctor) may not read, to prove the layer is in the way.
+const FORBIDDEN_PATH: &str = "/audit-log";
 
 /// Requests per variant in the bench's own timing (after a warm-up of a tenth of that).
 const ONESHOT_ITERS: u64 = 20_000;
@@ -58,15 +56,17 @@ const ROUNDS: u64 = 4;
 /// DESIGN §9: layer throughput relative to bare, no decision cache.
 const TARGET_RATIO: f64 = 0.70;
 
-async fn patients(Path(clinic_id): Path<String>) -> Json<Value> {
-    Json(json!({
-        "clinic": clinic_id,
-        "patients": [{"id": "p1", "name": "Ada"}, {"id": "p2", "name": "Grace"}],
-    }))
+async fn clinics() -> Json<Value> {
+    Json(json!([
+        {"id": "c1", "name": "Riverside Clinic"},
+        {"id": "c2", "name": "Hilltop Clinic"},
+    ]))
 }
 
 fn bare() -> Router {
-    Router::new().route(ROUTE, get(patients))
+    Router::new()
+        .route(PATH, get(clinics))
+        .route(FORBIDDEN_PATH, get(clinics))
 }
 
 fn clinic_pdp() -> RegoPdp {

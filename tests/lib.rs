@@ -40,7 +40,10 @@ pub struct Expect {
 }
 
 /// Reads the case table of a policy package (`cases.json`).
-#[expect(clippy::panic, reason = "a test helper: a missing or broken table fails the test")]
+#[expect(
+    clippy::panic,
+    reason = "a test helper: a missing or broken table fails the test"
+)]
 pub fn cases(dir: &std::path::Path) -> Vec<Case> {
     let path = dir.join("cases.json");
     let text = std::fs::read_to_string(&path)

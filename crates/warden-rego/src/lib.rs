@@ -66,6 +66,7 @@
 //!
 //! [regorus]: https://docs.rs/regorus
 
+mod input;
 mod load;
 mod result;
 
@@ -209,6 +210,7 @@ impl RegoPdpBuilder {
             compiled,
             vms: Pool::new(),
             engines: Pool::new(),
+            results: result::Interpreted::default(),
         })
     }
 }
@@ -292,7 +294,7 @@ impl RegoPdp {
     fn decide_now(&self, request: &AccessRequest) -> Decision {
         let loaded = self.state.load();
         let decision = match loaded.evaluate(request) {
-            Ok(value) => result::interpret(value),
+            Ok(value) => loaded.results.interpret(value),
             Err(message) => Decision::deny().with_error(
                 ErrorClass::PolicyError,
                 format!("evaluation of `{}` failed: {message}", loaded.entrypoint),
@@ -321,6 +323,7 @@ struct Loaded {
     compiled: load::Compiled,
     vms: Pool<RegoVM>,
     engines: Pool<regorus::Engine>,
+    results: result::Interpreted,
 }
 
 /// How many prepared evaluators a pool keeps when they come back.
@@ -328,9 +331,7 @@ const POOL_SIZE: usize = 64;
 
 impl Loaded {
     fn evaluate(&self, request: &AccessRequest) -> Result<regorus::Value, String> {
-        let input = serde_json::to_value(request)
-            .map(regorus::Value::from)
-            .map_err(|e| format!("request does not serialize: {e}"))?;
+        let input = input::input(request);
         match self.evaluator {
             Evaluator::Vm => self.evaluate_vm(input),
             Evaluator::Interpreter => self.evaluate_interpreter(input),

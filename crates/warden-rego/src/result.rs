@@ -1,7 +1,36 @@
 //! Turning what the entrypoint returned into a decision.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
 use serde_json::Value;
-use warden_core::{Advice, Decision, ErrorClass, Obligation, Reason};
+use warden_core::{Advice, Decision, DecisionId, ErrorClass, Obligation, Reason};
+
+/// How many distinct entrypoint results a policy revision remembers.
+const REMEMBERED: usize = 1024;
+
+/// The decisions already made of entrypoint results, so that a result seen before (the common
+/// case: policies return few distinct values) is not converted and validated again.
+#[derive(Debug, Default)]
+pub(crate) struct Interpreted(RwLock<BTreeMap<regorus::Value, Arc<Decision>>>);
+
+impl Interpreted {
+    pub(crate) fn interpret(&self, value: regorus::Value) -> Decision {
+        if let Some(known) = self.0.read().ok().and_then(|m| m.get(&value).cloned()) {
+            let mut decision = (*known).clone();
+            decision.id = DecisionId::new();
+            return decision;
+        }
+        let decision = interpret(value.clone());
+        if let Ok(mut known) = self.0.write() {
+            if known.len() >= REMEMBERED {
+                known.clear();
+            }
+            known.insert(value, Arc::new(decision.clone()));
+        }
+        decision
+    }
+}
 
 /// Interprets the entrypoint's value. Never fails: whatever is wrong becomes a deny with a
 /// policy-error diagnostic.
