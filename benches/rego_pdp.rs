@@ -35,10 +35,8 @@ fn request(route: &str, params: serde_json::Value) -> AccessRequest {
 /// A raw VM on the clinic policy: compiled once, input prebuilt.
 fn raw_vm() -> RegoVM {
     let mut engine = regorus::Engine::new();
-    for file in ["clinic.rego"] {
-        let source = std::fs::read_to_string(format!("{POLICY_DIR}/{file}")).unwrap();
-        engine.add_policy(file.into(), source).unwrap();
-    }
+    let source = std::fs::read_to_string(format!("{POLICY_DIR}/clinic.rego")).unwrap();
+    engine.add_policy("clinic.rego".into(), source).unwrap();
     let data = std::fs::read_to_string(format!("{POLICY_DIR}/data.json")).unwrap();
     engine
         .add_data(regorus::Value::from_json_str(&data).unwrap())
