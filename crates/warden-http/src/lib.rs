@@ -81,3 +81,4 @@ pub use jwt::{JwtVerifier, TokenError, VerifiedToken};
 pub use obligations::ObligationHandler;
 pub use policy::layer::{DEFAULT_DECISION_TIMEOUT, DEFAULT_REDACTION_LIMIT};
 pub use policy::{Authorized, PolicyLayer, PolicyService, ResponseFuture};
+pub use redact::{RedactError, Redactor};

@@ -103,7 +103,8 @@ impl PolicyLayer {
     }
 
     /// How long to wait for a decision (default [`DEFAULT_DECISION_TIMEOUT`]); past it the
-    /// request is refused with 503.
+    /// request is refused with 503. The timer is Tokio's: the layer runs on a Tokio runtime with
+    /// its time driver enabled (`#[tokio::main]` and axum's and tonic's servers have it).
     pub fn decision_timeout(mut self, timeout: Duration) -> Self {
         self.config().timeout = timeout;
         self
