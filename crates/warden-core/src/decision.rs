@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::obligation::Obligation;
+use crate::resilience::FallbackUse;
 
 /// A decision identifier (a UUIDv7, so ids sort by time), quoted in denials and decision logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -171,6 +172,9 @@ pub struct Decision {
     /// How the decision was reached, engine errors included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<Diagnostic>,
+    /// Set when a fallback served the decision because the PDP was unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackUse>,
 }
 
 impl Decision {
@@ -184,6 +188,7 @@ impl Decision {
             reasons: Vec::new(),
             policy: PolicyRevision::default(),
             diagnostics: Vec::new(),
+            fallback: None,
         }
     }
 

@@ -49,6 +49,7 @@ mod obligation;
 mod pdp;
 mod predicate;
 mod request;
+mod resilience;
 
 pub use combine::{Combined, Combining, UnknownCombining, merge_obligations};
 pub use decision::{Advice, Decision, DecisionId, Diagnostic, ErrorClass, PolicyRevision, Reason};
@@ -60,3 +61,7 @@ pub use obligation::{
 pub use pdp::{BatchFuture, Pdp, PdpError, PdpFuture};
 pub use predicate::{Literal, MAX_PREDICATE_DEPTH, Operand, Predicate};
 pub use request::{AccessRequest, Action, Properties, Resource, Subject};
+pub use resilience::{
+    BreakerConfig, BreakerState, CacheConfig, CacheStats, CircuitBreaker, DecisionCache, Fallback,
+    FallbackMode, FallbackUse, PdpExt, Timeout,
+};

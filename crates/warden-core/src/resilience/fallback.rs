@@ -1,0 +1,199 @@
+//! What to answer when no decision can be had.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{Decision, DecisionId, PolicyRevision};
+use crate::pdp::{Pdp, PdpError, PdpFuture};
+use crate::request::AccessRequest;
+
+use super::canonical::cache_key;
+
+/// How a decision was served when the PDP could not decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackUse {
+    /// The last decision for the same request, younger than the configured bound.
+    Stale,
+    /// A permit without a decision: fail-open, opted into.
+    FailOpen,
+}
+
+impl FallbackUse {
+    /// The name in events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stale => "stale",
+            Self::FailOpen => "fail_open",
+        }
+    }
+}
+
+type AllowIf = dyn Fn(&AccessRequest) -> bool + Send + Sync;
+
+/// What a [`Fallback`] answers when the inner PDP is unavailable (policy errors are never
+/// covered: a broken policy must not be papered over).
+#[derive(Clone, Default)]
+pub enum FallbackMode {
+    /// Fail closed: the error goes on, and the PEP refuses the request (the default).
+    #[default]
+    Deny,
+    /// The last decision for the same request, if younger than the bound, marked
+    /// [`FallbackUse::Stale`]; else the error goes on.
+    Stale {
+        /// The oldest decision that may be served.
+        max_age: Duration,
+    },
+    /// A permit, marked [`FallbackUse::FailOpen`], for the requests the predicate selects (say,
+    /// one route); the error goes on for the others. Every use is counted and logged.
+    Allow(Arc<AllowIf>),
+}
+
+impl FallbackMode {
+    /// Fail open for the requests `predicate` selects.
+    pub fn allow_if(predicate: impl Fn(&AccessRequest) -> bool + Send + Sync + 'static) -> Self {
+        Self::Allow(Arc::new(predicate))
+    }
+}
+
+impl fmt::Debug for FallbackMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Deny => f.write_str("Deny"),
+            Self::Stale { max_age } => f.debug_struct("Stale").field("max_age", max_age).finish(),
+            Self::Allow(_) => f.write_str("Allow(..)"),
+        }
+    }
+}
+
+/// A PDP that falls back to a [`FallbackMode`] when the inner one is unavailable.
+pub struct Fallback<P> {
+    inner: P,
+    mode: FallbackMode,
+    last: Option<moka::sync::Cache<String, Arc<Decision>>>,
+    used: AtomicU64,
+}
+
+impl<P> fmt::Debug for Fallback<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fallback")
+            .field("mode", &self.mode)
+            .field("used", &self.used())
+            .finish()
+    }
+}
+
+/// How many last decisions a stale fallback keeps.
+const STALE_ENTRIES: u64 = 10_000;
+
+impl<P> Fallback<P> {
+    /// How many decisions were served by the fallback.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+impl<P: Pdp> Fallback<P> {
+    /// Wraps `inner`.
+    pub fn new(inner: P, mode: FallbackMode) -> Self {
+        let last = match &mode {
+            FallbackMode::Stale { max_age } => Some(
+                moka::sync::Cache::builder()
+                    .max_capacity(STALE_ENTRIES)
+                    .time_to_live(*max_age)
+                    .build(),
+            ),
+            _ => None,
+        };
+        Self {
+            inner,
+            mode,
+            last,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    fn key(request: &AccessRequest, revision: Option<&PolicyRevision>) -> String {
+        let none = PolicyRevision::default();
+        cache_key(
+            request,
+            &["time".to_owned(), "request_id".to_owned()],
+            revision.unwrap_or(&none),
+        )
+    }
+
+    async fn decide_or_fall_back(&self, request: &AccessRequest) -> Result<Decision, PdpError> {
+        let error = match self.inner.decide(request).await {
+            Ok(decision) => {
+                if let Some(last) = &self.last
+                    && decision.error_class().is_none()
+                {
+                    // Stale decisions are keyed without the revision: when the PDP is down, the
+                    // revision it would report is unknown.
+                    last.insert(Self::key(request, None), Arc::new(decision.clone()));
+                }
+                return Ok(decision);
+            }
+            Err(error) if error.is_unavailable() => error,
+            Err(error) => return Err(error),
+        };
+        match &self.mode {
+            FallbackMode::Deny => Err(error),
+            FallbackMode::Stale { .. } => {
+                let Some(stale) = self
+                    .last
+                    .as_ref()
+                    .and_then(|l| l.get(&Self::key(request, None)))
+                else {
+                    return Err(error);
+                };
+                self.used.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    target: "warden::fallback",
+                    fallback = "stale",
+                    %error,
+                    subject = %request.subject.id,
+                    resource = %request.resource.id,
+                    "PDP unavailable: serving the last decision"
+                );
+                let mut decision = (*stale).clone();
+                decision.id = DecisionId::new();
+                decision.fallback = Some(FallbackUse::Stale);
+                Ok(decision)
+            }
+            FallbackMode::Allow(predicate) => {
+                if !predicate(request) {
+                    return Err(error);
+                }
+                self.used.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    target: "warden::fallback",
+                    fallback = "fail_open",
+                    %error,
+                    subject = %request.subject.id,
+                    action = %request.action.name,
+                    resource = %request.resource.id,
+                    "PDP unavailable: failing open"
+                );
+                let mut decision =
+                    Decision::permit().with_reason("fail-open: the PDP was unavailable");
+                decision.fallback = Some(FallbackUse::FailOpen);
+                Ok(decision)
+            }
+        }
+    }
+}
+
+impl<P: Pdp> Pdp for Fallback<P> {
+    fn decide<'a>(&'a self, request: &'a AccessRequest) -> PdpFuture<'a> {
+        Box::pin(self.decide_or_fall_back(request))
+    }
+
+    fn revision(&self) -> Option<PolicyRevision> {
+        self.inner.revision()
+    }
+}

@@ -1,0 +1,66 @@
+//! Resilience wrappers: each wraps a [`Pdp`] and is a [`Pdp`], so they stack like Tower layers.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use warden_core::{BreakerConfig, CacheConfig, FallbackMode, Pdp, PdpExt};
+//! # use warden_core::{AccessRequest, Decision, PdpFuture};
+//! # struct Remote;
+//! # impl Pdp for Remote {
+//! #     fn decide<'a>(&'a self, _: &'a AccessRequest) -> PdpFuture<'a> {
+//! #         Box::pin(async { Ok(Decision::permit()) })
+//! #     }
+//! # }
+//!
+//! // Read from the inside out: remote → timeout → breaker → cache → fallback.
+//! let pdp = Remote
+//!     .with_timeout(Duration::from_millis(250))
+//!     .with_breaker(BreakerConfig::default().consecutive_failures(5))
+//!     .with_cache(CacheConfig::default().ttl(Duration::from_secs(30)))
+//!     .with_fallback(FallbackMode::Stale { max_age: Duration::from_secs(300) });
+//! # let _ = pdp;
+//! # });
+//! ```
+
+mod breaker;
+mod cache;
+mod canonical;
+mod fallback;
+mod timeout;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use cache::{CacheConfig, CacheStats, DecisionCache};
+pub use fallback::{Fallback, FallbackMode, FallbackUse};
+pub use timeout::Timeout;
+
+use crate::pdp::Pdp;
+
+/// Builder methods that wrap a PDP in the resilience wrappers.
+pub trait PdpExt: Pdp + Sized {
+    /// Fails with [`PdpError::Timeout`](crate::PdpError::Timeout) past `after`.
+    fn with_timeout(self, after: Duration) -> Timeout<Self> {
+        Timeout::new(self, after)
+    }
+
+    /// Stops calling the PDP while it keeps being unavailable.
+    fn with_breaker(self, config: BreakerConfig) -> CircuitBreaker<Self> {
+        CircuitBreaker::new(self, config)
+    }
+
+    /// Remembers decisions per request and policy revision.
+    fn with_cache(self, config: CacheConfig) -> DecisionCache<Self> {
+        DecisionCache::new(self, config)
+    }
+
+    /// Answers with `mode` when the PDP is unavailable.
+    fn with_fallback(self, mode: FallbackMode) -> Fallback<Self> {
+        Fallback::new(self, mode)
+    }
+}
+
+impl<P: Pdp + Sized> PdpExt for P {}
