@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
@@ -24,12 +26,35 @@ use crate::error::ConfigError;
 ///     .audience("clinic-api");
 /// assert!(verifier.verify("not.a.token").is_err());
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct JwtVerifier {
     keys: Vec<Key>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway: u64,
+    verified: Option<moka::sync::Cache<String, Arc<VerifiedToken>>>,
+}
+
+impl Default for JwtVerifier {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            issuer: None,
+            audience: None,
+            leeway: 0,
+            verified: Some(verified_cache(DEFAULT_VERIFIED_TOKENS)),
+        }
+    }
+}
+
+/// How many verified tokens a verifier remembers by default.
+pub const DEFAULT_VERIFIED_TOKENS: u64 = 10_000;
+
+fn verified_cache(entries: u64) -> moka::sync::Cache<String, Arc<VerifiedToken>> {
+    moka::sync::Cache::builder()
+        .max_capacity(entries)
+        .time_to_live(std::time::Duration::from_secs(300))
+        .build()
 }
 
 #[derive(Clone)]
@@ -112,6 +137,7 @@ impl JwtVerifier {
             kid,
             key,
         });
+        self.forget();
         Ok(self)
     }
 
@@ -157,6 +183,7 @@ impl JwtVerifier {
         if let Some(last) = self.keys.last_mut() {
             last.kid = Some(kid.into());
         }
+        self.forget();
         self
     }
 
@@ -164,6 +191,7 @@ impl JwtVerifier {
     #[must_use]
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
+        self.forget();
         self
     }
 
@@ -171,6 +199,7 @@ impl JwtVerifier {
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
+        self.forget();
         self
     }
 
@@ -181,8 +210,63 @@ impl JwtVerifier {
         self
     }
 
+    /// Forgets remembered tokens (the configuration they were verified under changed).
+    fn forget(&mut self) {
+        // Clones share a cache; a changed configuration gets a cache of its own.
+        if let Some(verified) = &self.verified {
+            let entries = verified
+                .policy()
+                .max_capacity()
+                .unwrap_or(DEFAULT_VERIFIED_TOKENS);
+            self.verified = Some(verified_cache(entries));
+        }
+    }
+
+    /// Remembers up to `entries` verified tokens (default [`DEFAULT_VERIFIED_TOKENS`]; `0`
+    /// turns remembering off). A remembered token is the exact string whose signature was
+    /// verified; its `exp` and `nbf` are checked again on every use.
+    #[must_use]
+    pub fn remember_verified(mut self, entries: u64) -> Self {
+        self.verified = (entries > 0).then(|| verified_cache(entries));
+        self
+    }
+
     /// Verifies `token` (without the `Bearer ` prefix).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let Some(verified) = &self.verified else {
+            return self.verify_signature(token);
+        };
+        if let Some(known) = verified.get(token) {
+            self.check_times(&known.claims)?;
+            return Ok((*known).clone());
+        }
+        let fresh = self.verify_signature(token)?;
+        verified.insert(token.to_owned(), Arc::new(fresh.clone()));
+        Ok(fresh)
+    }
+
+    /// `exp` and `nbf` against the clock, as the full verification checks them.
+    fn check_times(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or(TokenError::Claims)?;
+        if exp.saturating_add(self.leeway) <= now {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = claims.get("nbf").and_then(Value::as_u64)
+            && nbf > now.saturating_add(self.leeway)
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         // `decode_header` refuses `alg: none` and every algorithm it does not know.
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::Json(_) => TokenError::UnacceptedAlgorithm,
@@ -230,5 +314,53 @@ impl JwtVerifier {
             subject,
             claims: data.claims,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use warden_test::TestTokens;
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new().hs256(warden_test::HS256_SECRET).unwrap()
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let v = verifier();
+        let token = TestTokens::hs256(&json!({"sub": "a", "exp": TestTokens::now() + 1}));
+        assert_eq!(v.verify(&token).unwrap().subject, "a");
+        assert_eq!(v.verify(&token).unwrap().subject, "a");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(v.verify(&token), Err(TokenError::Expired));
+        let no_cache = verifier().remember_verified(0);
+        let token = TestTokens::hs256(&json!({"sub": "a", "exp": TestTokens::now() + 60}));
+        assert!(no_cache.verify(&token).is_ok());
+    }
+
+    #[test]
+    fn a_changed_configuration_verifies_again() {
+        let open = verifier();
+        let token = TestTokens::hs256(&TestTokens::claims("a", json!({"iss": "https://other"})));
+        assert!(open.verify(&token).is_ok());
+        let strict = open.clone().issuer("https://idp");
+        assert_eq!(strict.verify(&token), Err(TokenError::Claims));
+        assert!(
+            open.verify(&token).is_ok(),
+            "the original keeps its configuration"
+        );
+    }
+
+    #[test]
+    fn weak_hs256_secrets_are_refused() {
+        assert!(JwtVerifier::new().hs256(b"short").is_err());
+        assert!(JwtVerifier::new().rs256_pem("not a key").is_err());
+        assert!(
+            JwtVerifier::new()
+                .es256_pem(warden_test::RSA_PUBLIC_PEM)
+                .is_err()
+        );
     }
 }

@@ -77,7 +77,7 @@ mod respond;
 pub use access::UNMATCHED_ROUTE;
 pub use body::ResponseBody;
 pub use error::ConfigError;
-pub use jwt::{JwtVerifier, TokenError, VerifiedToken};
+pub use jwt::{DEFAULT_VERIFIED_TOKENS, JwtVerifier, TokenError, VerifiedToken};
 pub use obligations::ObligationHandler;
 pub use policy::layer::{DEFAULT_DECISION_TIMEOUT, DEFAULT_REDACTION_LIMIT};
 pub use policy::{Authorized, PolicyLayer, PolicyService, ResponseFuture};
