@@ -175,6 +175,9 @@ pub struct Decision {
     /// Set when a fallback served the decision because the PDP was unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackUse>,
+    /// Which side of a canary rollout decided (`"active"` or `"canary"`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 impl Decision {
@@ -189,6 +192,7 @@ impl Decision {
             policy: PolicyRevision::default(),
             diagnostics: Vec::new(),
             fallback: None,
+            served_by: None,
         }
     }
 

@@ -62,6 +62,6 @@ pub use pdp::{BatchFuture, Pdp, PdpError, PdpFuture};
 pub use predicate::{Literal, MAX_PREDICATE_DEPTH, Operand, Predicate};
 pub use request::{AccessRequest, Action, Properties, Resource, Subject};
 pub use resilience::{
-    BreakerConfig, BreakerState, CacheConfig, CacheStats, CircuitBreaker, DecisionCache, Fallback,
-    FallbackMode, FallbackUse, PdpExt, Timeout,
+    BreakerConfig, BreakerState, CacheConfig, CacheStats, Canary, CircuitBreaker, DecisionCache,
+    Fallback, FallbackMode, FallbackUse, PdpExt, Shadow, ShadowStats, Timeout,
 };

@@ -26,6 +26,7 @@ mod breaker;
 mod cache;
 mod canonical;
 mod fallback;
+mod rollout;
 mod timeout;
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ use std::time::Duration;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use cache::{CacheConfig, CacheStats, DecisionCache};
 pub use fallback::{Fallback, FallbackMode, FallbackUse};
+pub use rollout::{Canary, Shadow, ShadowStats};
 pub use timeout::Timeout;
 
 use crate::pdp::Pdp;
@@ -60,6 +62,17 @@ pub trait PdpExt: Pdp + Sized {
     /// Answers with `mode` when the PDP is unavailable.
     fn with_fallback(self, mode: FallbackMode) -> Fallback<Self> {
         Fallback::new(self, mode)
+    }
+
+    /// Enforces this PDP's decisions and compares `candidate`'s on `share` (0–1) of the
+    /// requests, off the request path.
+    fn shadowed_by<B: Pdp + 'static>(self, candidate: B, share: f64) -> Shadow<Self, B> {
+        Shadow::new(self, candidate, share)
+    }
+
+    /// Lets `candidate` decide for a sticky `share` (0–1) of the subjects.
+    fn with_canary<B: Pdp>(self, candidate: B, share: f64) -> Canary<Self, B> {
+        Canary::new(self, candidate, share)
     }
 }
 

@@ -379,3 +379,79 @@ async fn the_stack_composes() {
     assert!(pdp.decide(&request("bob")).await.is_err());
     assert_eq!(pdp.revision().unwrap().revision, "1");
 }
+
+#[tokio::test]
+async fn shadow_records_disagreements_and_never_changes_the_enforced_decision() {
+    let active = Switch::new();
+    let candidate = Switch::new();
+    *candidate.revision.lock().unwrap() = "2".into(); // the candidate denies
+    let pdp = active.clone().shadowed_by(candidate.clone(), 1.0);
+    for i in 0..20 {
+        let d = pdp.decide(&request(&format!("u{i}"))).await.unwrap();
+        assert!(d.allowed, "the active policy is enforced");
+        assert_eq!(d.policy.revision, "1");
+    }
+    // The candidate runs off the request path; wait for it.
+    for _ in 0..100 {
+        if pdp.stats().evaluated == 20 && candidate.calls() == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = pdp.stats();
+    assert_eq!(stats.evaluated, 20);
+    assert_eq!(stats.disagreements, 20);
+    // A candidate that agrees records no disagreement; a sample of 0 asks it nothing.
+    let agreeing = Switch::new().shadowed_by(Switch::new(), 1.0);
+    agreeing.decide(&request("a")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(agreeing.stats().disagreements, 0);
+    let idle = Switch::new();
+    let never = Switch::new().shadowed_by(idle.clone(), 0.0);
+    never.decide(&request("a")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(idle.calls(), 0);
+    // A slow or failing candidate neither slows nor fails the request.
+    let slow = Switch::new();
+    slow.delay_ms.store(2_000, Ordering::SeqCst);
+    slow.down.store(true, Ordering::SeqCst);
+    let pdp = Switch::new().shadowed_by(slow, 1.0);
+    let started = std::time::Instant::now();
+    assert!(pdp.decide(&request("a")).await.unwrap().allowed);
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn canary_split_is_sticky_and_close_to_the_share() {
+    let active = Switch::new();
+    let candidate = Switch::new();
+    *candidate.revision.lock().unwrap() = "2".into();
+    let pdp = active.clone().with_canary(candidate.clone(), 0.2);
+    let mut on_canary = 0;
+    for i in 0..10_000 {
+        let r = request(&format!("subject-{i}"));
+        if pdp.is_canary(&r) {
+            on_canary += 1;
+        }
+    }
+    let share = f64::from(on_canary) / 10_000.0;
+    assert!((0.17..=0.23).contains(&share), "{share}");
+    for i in 0..200 {
+        let r = request(&format!("subject-{i}"));
+        let first = pdp.decide(&r).await.unwrap();
+        let second = pdp.decide(&r).await.unwrap();
+        assert_eq!(first.served_by, second.served_by, "sticky");
+        let side = if pdp.is_canary(&r) {
+            "canary"
+        } else {
+            "active"
+        };
+        assert_eq!(first.served_by.as_deref(), Some(side));
+        assert_eq!(
+            first.allowed,
+            side == "active",
+            "the canary's policy decided"
+        );
+    }
+    assert_eq!(pdp.revision().unwrap().revision, "1+2");
+}
