@@ -192,10 +192,7 @@ async fn the_cache_is_bounded_and_entries_expire() {
     pdp.decide(&request("user-499")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     pdp.decide(&request("user-499")).await.unwrap();
-    assert!(
-        inner.calls() >= calls + 1,
-        "expired entries are decided again"
-    );
+    assert!(inner.calls() > calls, "expired entries are decided again");
     let bytes = inner
         .clone()
         .with_cache(CacheConfig::default().max_bytes(10_000));
