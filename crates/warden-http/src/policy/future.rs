@@ -112,9 +112,18 @@ where
         let pdp = config.pdp.clone();
         let timeout = config.timeout;
         let decide = Box::pin(async move {
-            let result = match tokio::time::timeout(timeout, pdp.decide(&request)).await {
-                Ok(result) => result,
-                Err(_) => Err(PdpError::Timeout { after: timeout }),
+            let result = {
+                let mut deciding = pdp.decide(&request);
+                // An embedded PDP answers on the first poll: only arm the timer when it does not.
+                let first =
+                    std::future::poll_fn(|cx| Poll::Ready(deciding.as_mut().poll(cx))).await;
+                match first {
+                    Poll::Ready(result) => result,
+                    Poll::Pending => match tokio::time::timeout(timeout, deciding).await {
+                        Ok(result) => result,
+                        Err(_) => Err(PdpError::Timeout { after: timeout }),
+                    },
+                }
             };
             (request, result)
         });
