@@ -7,7 +7,6 @@ use std::sync::{Arc, RwLock};
 use http::StatusCode;
 use http::header::{self, HeaderName, HeaderValue};
 use serde_json::Value;
-use serde_json_path::JsonPath;
 use warden_core::{MaskStrategy, Masked, Masker, Obligation, Redact};
 
 /// How many compiled JSONPath expressions a layer keeps.
@@ -15,15 +14,14 @@ const PATH_CACHE_SIZE: usize = 1024;
 
 /// Compiled JSONPath expressions, shared by every request of a layer.
 #[derive(Debug, Default)]
-pub(crate) struct PathCache(RwLock<HashMap<String, Arc<JsonPath>>>);
+pub(crate) struct PathCache(RwLock<HashMap<String, Arc<Query>>>);
 
 impl PathCache {
-    fn get(&self, path: &str) -> Result<Arc<JsonPath>, String> {
+    fn get(&self, path: &str) -> Result<Arc<Query>, String> {
         if let Some(compiled) = self.0.read().ok().and_then(|m| m.get(path).cloned()) {
             return Ok(compiled);
         }
-        let compiled =
-            Arc::new(JsonPath::parse(path).map_err(|e| format!("invalid JSONPath `{path}`: {e}"))?);
+        let compiled = Arc::new(Query::parse(path)?);
         if let Ok(mut map) = self.0.write() {
             if map.len() >= PATH_CACHE_SIZE {
                 map.clear();
@@ -37,7 +35,7 @@ impl PathCache {
 /// What must be hidden in one response: JSON values by path, and headers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Plan {
-    paths: Vec<(Arc<JsonPath>, MaskStrategy)>,
+    paths: Vec<(Arc<Query>, MaskStrategy)>,
     pub(crate) headers: Vec<HeaderName>,
 }
 
@@ -78,12 +76,12 @@ impl Plan {
         // strategy asked for it. Nodes do not move until the walk below mutates them.
         let mut targets: Targets = HashMap::default();
         for (path, strategy) in &self.paths {
-            for node in path.query(document).all() {
+            path.select(document, &mut |node| {
                 targets
                     .entry(address(node))
                     .and_modify(|s| *s = s.stricter(*strategy))
                     .or_insert(*strategy);
-            }
+            });
         }
         if targets.is_empty() {
             return Ok(());
@@ -379,5 +377,8 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
     kind == "application" && (subtype == "json" || subtype.ends_with("+json"))
 }
 
+mod query;
 #[cfg(test)]
 mod tests;
+
+use query::Query;

@@ -1,6 +1,7 @@
 use super::*;
 use proptest::prelude::*;
 use serde_json::json;
+use serde_json_path::JsonPath;
 use warden_core::Obligation;
 
 fn plan(obligations: &[Value]) -> Plan {
@@ -347,5 +348,64 @@ proptest! {
         for leaf in all.iter().filter(|l| !selected.contains(l)) {
             prop_assert!(out.contains(leaf.as_str()), "{} lost: {:?} {}", leaf, paths, out);
         }
+    }
+}
+
+#[test]
+fn simple_paths_are_recognised_and_others_left_to_the_full_parser() {
+    use query::{Step, simple};
+    assert_eq!(
+        simple("$.patients[*].ssn"),
+        Some(vec![
+            Step::Name("patients".into()),
+            Step::Wildcard,
+            Step::Name("ssn".into())
+        ])
+    );
+    assert_eq!(
+        simple("$..ssn"),
+        Some(vec![Step::DescendantName("ssn".into())])
+    );
+    assert_eq!(simple("$..*"), Some(vec![Step::DescendantWildcard]));
+    assert_eq!(
+        simple("$['a.b'][0]"),
+        Some(vec![Step::Name("a.b".into()), Step::Index(0)])
+    );
+    assert_eq!(
+        simple("$..['x']"),
+        Some(vec![Step::DescendantName("x".into())])
+    );
+    assert_eq!(simple("$"), Some(vec![]));
+    for full in [
+        "$[-1]",
+        "$[1:3]",
+        "$[?@.a]",
+        "$['it\\'s']",
+        "$[01]",
+        "$.a[0,1]",
+        "$..[0]",
+        "$.ñame",
+        "$.[a]",
+        "$a",
+        "$.1a",
+        "$['a']b",
+        "$[\"a\"]",
+    ] {
+        assert_eq!(simple(full), None, "{full}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    #[test]
+    fn simple_paths_select_exactly_what_rfc_9535_selects(doc in document(), path in path()) {
+        let Some(steps) = query::simple(&path) else { return Ok(()) };
+        let mut fast = Vec::new();
+        query::Query::Simple(steps).select(&doc, &mut |n| fast.push(address(n)));
+        let mut full: Vec<usize> = JsonPath::parse(&path).unwrap().query(&doc).all().into_iter().map(address).collect();
+        fast.sort_unstable();
+        full.sort_unstable();
+        prop_assert_eq!(fast, full, "{}", path);
     }
 }
