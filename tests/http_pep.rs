@@ -593,3 +593,46 @@ async fn route_matching_tricks_never_reach_a_handler_the_policy_did_not_permit()
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn a_grpc_content_type_does_not_rename_an_http_route() {
+    // The policy permits a gRPC method; an HTTP route whose template could match the same path
+    // must still be decided as the route it is.
+    let pdp = RegoPdp::builder()
+        .policy(
+            "p.rego",
+            r#"package warden
+            decision if { input.resource.type == "rpc"; input.resource.id == "/clinic.Patients/Get" }"#,
+        )
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = Router::new()
+        .route(
+            "/{service}/{method}",
+            get(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    "http handler"
+                }
+            }),
+        )
+        .layer(PolicyLayer::new(pdp).jwt(verifier()));
+    let request = Request::get("/clinic.Patients/Get")
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", token("alice", "doctor")),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()["grpc-status"],
+        "7",
+        "denied as the route it is"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}

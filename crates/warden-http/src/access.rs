@@ -142,9 +142,10 @@ pub(crate) fn build(
 }
 
 fn resource(parts: &mut Parts) -> Result<Resource, Refusal> {
-    // gRPC first: tonic dispatches on the exact path `/package.Service/Method`, so the path is
-    // the method, even inside an axum router where the matched route is `/package.Service/{*rest}`.
-    if is_grpc(parts) {
+    // gRPC: tonic dispatches on the exact path `/package.Service/Method`, so the path names the
+    // method. Inside an axum router tonic's services are routed as `/package.Service/{*rest}`;
+    // a gRPC content type on any other matched route is not a gRPC call and is named as a route.
+    if is_grpc(parts) && matched_route(parts).is_none_or(|route| route.ends_with("/{*rest}")) {
         let path = parts.uri.path();
         let (service, method) = path
             .strip_prefix('/')
@@ -166,6 +167,15 @@ fn resource(parts: &mut Parts) -> Result<Resource, Refusal> {
         return Ok(resource);
     }
     Ok(Resource::new("route", UNMATCHED_ROUTE))
+}
+
+fn matched_route(parts: &Parts) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    if let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() {
+        return Some(route.as_str());
+    }
+    let _ = parts;
+    None
 }
 
 #[cfg(feature = "axum")]
