@@ -1,0 +1,146 @@
+//! Counters and a latency histogram of decisions, rendered in the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::event::{DecisionEvent, Outcome, Pep};
+
+const PEPS: [Pep; 3] = [Pep::Http, Pep::Grpc, Pep::Sql];
+const CLASSES: [&str; 4] = [
+    "pdp_unavailable",
+    "policy_error",
+    "obligation_unsupported",
+    "violation",
+];
+const FALLBACKS: [&str; 2] = ["stale", "fail_open"];
+/// Upper bounds of the latency buckets, in microseconds.
+const BUCKETS_US: [u64; 12] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
+/// What the PEPs decided, counted as events are emitted (never blocks, never allocates).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    decisions: [[AtomicU64; Outcome::ALL.len()]; PEPS.len()],
+    errors: [AtomicU64; CLASSES.len()],
+    fallbacks: [AtomicU64; FALLBACKS.len()],
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+fn index<T: PartialEq>(all: &[T], item: &T) -> Option<usize> {
+    all.iter().position(|x| x == item)
+}
+
+impl Metrics {
+    pub(crate) fn record(&self, event: &DecisionEvent) {
+        let pep = index(&PEPS, &event.pep);
+        let outcome = index(&Outcome::ALL, &event.outcome);
+        if let Some(counter) = pep
+            .zip(outcome)
+            .and_then(|(p, o)| self.decisions.get(p).and_then(|row| row.get(o)))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(counter) = event
+            .error_class
+            .as_deref()
+            .and_then(|c| index(&CLASSES, &c))
+            .and_then(|i| self.errors.get(i))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(counter) = event
+            .fallback
+            .as_deref()
+            .and_then(|f| index(&FALLBACKS, &f))
+            .and_then(|i| self.fallbacks.get(i))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
+            if event.latency_us <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(event.latency_us, Ordering::Relaxed);
+    }
+
+    /// Decisions counted for `pep` and `outcome`.
+    pub fn decisions(&self, pep: Pep, outcome: Outcome) -> u64 {
+        index(&PEPS, &pep)
+            .zip(index(&Outcome::ALL, &outcome))
+            .and_then(|(p, o)| self.decisions.get(p).and_then(|row| row.get(o)))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Events dropped because the sink was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.push_str("# HELP warden_decisions_total Decisions by enforcement point and outcome.\n");
+        out.push_str("# TYPE warden_decisions_total counter\n");
+        for (pep, row) in PEPS.iter().zip(&self.decisions) {
+            for (outcome, counter) in Outcome::ALL.iter().zip(row) {
+                let _ = writeln!(
+                    out,
+                    "warden_decisions_total{{pep=\"{}\",outcome=\"{}\"}} {}",
+                    pep.as_str(),
+                    outcome.as_str(),
+                    load(counter)
+                );
+            }
+        }
+        out.push_str("# HELP warden_pdp_errors_total Refusals by error class.\n");
+        out.push_str("# TYPE warden_pdp_errors_total counter\n");
+        for (class, counter) in CLASSES.iter().zip(&self.errors) {
+            let _ = writeln!(
+                out,
+                "warden_pdp_errors_total{{class=\"{class}\"}} {}",
+                load(counter)
+            );
+        }
+        out.push_str("# HELP warden_fallbacks_total Decisions served by a fallback.\n");
+        out.push_str("# TYPE warden_fallbacks_total counter\n");
+        for (kind, counter) in FALLBACKS.iter().zip(&self.fallbacks) {
+            let _ = writeln!(
+                out,
+                "warden_fallbacks_total{{kind=\"{kind}\"}} {}",
+                load(counter)
+            );
+        }
+        out.push_str("# HELP warden_decision_duration_seconds Time from request to verdict.\n");
+        out.push_str("# TYPE warden_decision_duration_seconds histogram\n");
+        for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "warden_decision_duration_seconds_bucket{{le=\"{}\"}} {}",
+                *bound as f64 / 1e6,
+                load(bucket)
+            );
+        }
+        let count = load(&self.count);
+        let _ = writeln!(
+            out,
+            "warden_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "warden_decision_duration_seconds_sum {}",
+            load(&self.sum_us) as f64 / 1e6
+        );
+        let _ = writeln!(out, "warden_decision_duration_seconds_count {count}");
+        out.push_str("# HELP warden_events_dropped_total Decision events dropped because the sink was full.\n");
+        out.push_str("# TYPE warden_events_dropped_total counter\n");
+        let _ = writeln!(out, "warden_events_dropped_total {}", self.dropped());
+        out
+    }
+}

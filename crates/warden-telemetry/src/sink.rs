@@ -1,0 +1,363 @@
+//! The bounded, asynchronous event sink.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{DecisionEvent, Outcome, Pep};
+use crate::metrics::Metrics;
+
+/// Attribute names redacted by default (matched case-insensitively, as substrings).
+pub const DEFAULT_SENSITIVE_KEYS: [&str; 12] = [
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "authorization",
+    "cookie",
+    "ssn",
+    "social_security",
+    "api_key",
+    "apikey",
+    "credit_card",
+    "card_number",
+];
+
+/// Where events go once they leave the request path.
+pub trait EventWriter: Send + 'static {
+    /// Writes one event.
+    fn write(&mut self, event: &DecisionEvent);
+}
+
+impl<F: FnMut(&DecisionEvent) + Send + 'static> EventWriter for F {
+    fn write(&mut self, event: &DecisionEvent) {
+        self(event)
+    }
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// It must be built inside a Tokio runtime (its writer runs in a task).
+    NoRuntime,
+}
+
+impl fmt::Display for TelemetryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("telemetry must be built inside a Tokio runtime")
+    }
+}
+
+impl std::error::Error for TelemetryError {}
+
+enum Message {
+    Event(Box<DecisionEvent>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Builds a [`Telemetry`].
+#[must_use]
+pub struct TelemetryBuilder {
+    capacity: usize,
+    sensitive: Vec<String>,
+    writer: Option<Box<dyn EventWriter>>,
+}
+
+impl fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryBuilder")
+            .field("capacity", &self.capacity)
+            .field("sensitive", &self.sensitive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelemetryBuilder {
+    /// How many events may wait for the writer (default 4096); past that, events are dropped
+    /// and counted.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Redacts one more attribute name (case-insensitive substring).
+    pub fn sensitive_key(mut self, key: impl Into<String>) -> Self {
+        self.sensitive.push(key.into().to_ascii_lowercase());
+        self
+    }
+
+    /// Where events are written (default: one JSON line per event as a `tracing` event with
+    /// target `warden::decision_event`).
+    pub fn writer(mut self, writer: impl EventWriter) -> Self {
+        self.writer = Some(Box::new(writer));
+        self
+    }
+
+    /// Starts the writer task.
+    pub fn build(self) -> Result<Telemetry, TelemetryError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
+        let (tx, mut rx) = mpsc::channel::<Message>(self.capacity);
+        let mut writer = self.writer.unwrap_or_else(|| Box::new(json_lines));
+        runtime.spawn(async move {
+            while let Some(message) = rx.recv().await {
+                match message {
+                    Message::Event(event) => writer.write(&event),
+                    Message::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Ok(Telemetry {
+            inner: Arc::new(Inner {
+                tx,
+                sensitive: self.sensitive,
+                metrics: Metrics::default(),
+            }),
+        })
+    }
+}
+
+fn json_lines(event: &DecisionEvent) {
+    if let Ok(line) = serde_json::to_string(event) {
+        tracing::info!(target: "warden::decision_event", "{line}");
+    }
+}
+
+struct Inner {
+    tx: mpsc::Sender<Message>,
+    sensitive: Vec<String>,
+    metrics: Metrics,
+}
+
+/// The decision telemetry of a service: cheap to clone, shared by its PEPs.
+///
+/// [`emit`](Self::emit) never blocks and never waits: it counts the event in the metrics,
+/// redacts sensitive attributes, and queues it for the writer; when the queue is full the event
+/// is dropped and counted (`warden_events_dropped_total`).
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("dropped", &self.inner.metrics.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// A builder with the defaults.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder {
+            capacity: 4096,
+            sensitive: DEFAULT_SENSITIVE_KEYS
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+            writer: None,
+        }
+    }
+
+    /// Records one event.
+    pub fn emit(&self, mut event: DecisionEvent) {
+        redact(&mut event.attributes, &self.inner.sensitive);
+        self.inner.metrics.record(&event);
+        if self
+            .inner
+            .tx
+            .try_send(Message::Event(Box::new(event)))
+            .is_err()
+        {
+            self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every event queued so far is written (for tests and shutdown).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.inner.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+}
+
+/// Replaces the values of sensitive attributes (at any depth) with `"[REDACTED]"`.
+fn redact(map: &mut Map<String, Value>, sensitive: &[String]) {
+    for (key, value) in map.iter_mut() {
+        let lower = key.to_ascii_lowercase();
+        if sensitive.iter().any(|s| lower.contains(s.as_str())) {
+            *value = Value::String("[REDACTED]".into());
+        } else {
+            redact_value(value, sensitive);
+        }
+    }
+}
+
+fn redact_value(value: &mut Value, sensitive: &[String]) {
+    match value {
+        Value::Object(map) => redact(map, sensitive),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, sensitive)),
+        _ => {}
+    }
+}
+
+impl DecisionEvent {
+    /// An event with the required fields; the time is now.
+    pub fn new(
+        pep: Pep,
+        action: impl Into<String>,
+        resource_type: impl Into<String>,
+        resource: impl Into<String>,
+        outcome: Outcome,
+    ) -> Self {
+        Self {
+            decision_id: None,
+            time: rfc3339(SystemTime::now()),
+            trace_id: None,
+            span_id: None,
+            pep,
+            subject: None,
+            action: action.into(),
+            resource_type: resource_type.into(),
+            resource: resource.into(),
+            outcome,
+            obligations: Vec::new(),
+            policy: None,
+            latency_us: 0,
+            fallback: None,
+            error_class: None,
+            attributes: Map::new(),
+        }
+    }
+}
+
+/// RFC 3339 in UTC with microseconds, without a date library (civil-from-days).
+fn rfc3339(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60,
+        since.subsec_micros()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Mutex;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_matches_known_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_micros(1_798_588_800_000_042)),
+            "2026-12-30T00:00:00.000042Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000Z"
+        );
+    }
+
+    #[tokio::test]
+    async fn sensitive_attributes_are_redacted_before_they_leave() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let telemetry = Telemetry::builder()
+            .sensitive_key("diagnosis")
+            .writer(move |e: &DecisionEvent| sink.lock().unwrap().push(e.clone()))
+            .build()
+            .unwrap();
+        let mut event = DecisionEvent::new(Pep::Http, "GET", "route", "/p", Outcome::Permit);
+        event.attributes = json!({
+            "role": "nurse", "Access_Token": "eyJ...", "nested": {"patient_ssn": "123-45-6789", "list": [{"Password": "x"}]},
+            "Diagnosis_Code": "F32"
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        telemetry.emit(event);
+        telemetry.flush().await;
+        let out = serde_json::to_string(&seen.lock().unwrap()[0]).unwrap();
+        for secret in ["eyJ", "123-45-6789", "\"x\"", "F32"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("nurse"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_sink_drops_and_counts_but_never_blocks() {
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let writer_gate = gate.clone();
+        let mut first = true;
+        let telemetry = Telemetry::builder()
+            .capacity(4)
+            .writer(move |_: &DecisionEvent| {
+                if first {
+                    first = false;
+                    writer_gate.wait();
+                }
+            })
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..100 {
+            telemetry.emit(DecisionEvent::new(
+                Pep::Sql,
+                "select",
+                "table",
+                "public.t",
+                Outcome::Deny,
+            ));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "emit never waits"
+        );
+        let dropped = telemetry.metrics().dropped();
+        assert!(dropped >= 90, "{dropped}");
+        assert_eq!(
+            telemetry.metrics().decisions(Pep::Sql, Outcome::Deny),
+            100,
+            "counted even when dropped"
+        );
+        gate.wait();
+        let prometheus = telemetry.metrics().render_prometheus();
+        assert!(
+            prometheus.contains(&format!("warden_events_dropped_total {dropped}")),
+            "{prometheus}"
+        );
+    }
+}
