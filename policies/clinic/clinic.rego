@@ -96,6 +96,13 @@ allow if {
 	role == "admin"
 }
 
+# Admins read the service's decision metrics.
+allow if {
+	method == "GET"
+	route == "/metrics"
+	role == "admin"
+}
+
 # Auditors and admins read the audit log.
 allow if {
 	method == "GET"

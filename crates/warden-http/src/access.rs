@@ -169,7 +169,7 @@ fn resource(parts: &mut Parts) -> Result<Resource, Refusal> {
     Ok(Resource::new("route", UNMATCHED_ROUTE))
 }
 
-fn matched_route(parts: &Parts) -> Option<&str> {
+pub(crate) fn matched_route(parts: &Parts) -> Option<&str> {
     #[cfg(feature = "axum")]
     if let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() {
         return Some(route.as_str());

@@ -68,6 +68,7 @@
 mod access;
 mod body;
 mod error;
+mod events;
 mod jwt;
 mod obligations;
 mod policy;

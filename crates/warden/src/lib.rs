@@ -9,6 +9,7 @@
 //! | `http` | [`http`]: the `PolicyLayer` for axum, tonic and any `tower::Service<http::Request<B>>` | yes |
 //! | `axum` | the axum integration of `http` (route templates, path parameters, the `Authorized` extractor) | yes |
 //! | `rego` | [`rego`]: the embedded Rego PDP on regorus | yes |
+//! | `telemetry` | [`telemetry`]: decision events, the bounded sink, Prometheus metrics | no |
 //! | `full` | every integration | no |
 //!
 //! The decision model ([`AccessRequest`], [`Decision`], [`Obligation`], the [`Pdp`] trait) is
@@ -20,6 +21,12 @@ pub use warden_core::*;
 #[cfg(feature = "http")]
 pub mod http {
     pub use warden_http::*;
+}
+
+/// Decision events, sinks and metrics (`warden-telemetry`).
+#[cfg(feature = "telemetry")]
+pub mod telemetry {
+    pub use warden_telemetry::*;
 }
 
 /// The embedded Rego policy decision point (`warden-rego`).

@@ -12,6 +12,7 @@
 //! | `GET /clinics/{clinic_id}/patients/{patient_id}/record` | doctors of the clinic, after a recent MFA (step-up) |
 //! | `DELETE /clinics/{clinic_id}/patients/{patient_id}` | admins |
 //! | `GET /audit-log` | auditors and admins |
+//! | `GET /metrics` | admins (Prometheus text) |
 
 pub mod db;
 
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use axum::extract::{Path as Params, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,6 +30,7 @@ use sqlx::SqlitePool;
 use warden::Masker;
 use warden::http::{Authorized, JwtVerifier, PolicyLayer};
 use warden::rego::RegoPdp;
+use warden::telemetry::Telemetry;
 
 /// The clinic policy package shipped with the repository.
 pub fn policy_dir() -> PathBuf {
@@ -40,9 +43,25 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 // ANCHOR: app
 /// The clinic service: its routes behind a `PolicyLayer` that verifies bearer tokens and asks
 /// the embedded Rego policy.
-pub fn app(db: SqlitePool, pdp: RegoPdp, jwt: JwtVerifier, masker: Masker) -> Router {
+pub fn app(
+    db: SqlitePool,
+    pdp: RegoPdp,
+    jwt: JwtVerifier,
+    masker: Masker,
+    telemetry: Telemetry,
+) -> Router {
+    let metrics = telemetry.clone();
     Router::new()
         .route("/health", get(health))
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.metrics().render_prometheus(),
+                )
+            }),
+        )
         .route("/clinics", get(clinics))
         .route("/clinics/{clinic_id}/patients", get(patients))
         .route(
@@ -62,7 +81,8 @@ pub fn app(db: SqlitePool, pdp: RegoPdp, jwt: JwtVerifier, masker: Masker) -> Ro
             PolicyLayer::new(pdp)
                 .jwt(jwt)
                 .allow_anonymous()
-                .masker(masker),
+                .masker(masker)
+                .telemetry(telemetry),
         )
         .with_state(db)
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use example_clinic::{BoxError, app, db, masker, policy_and_verifier};
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
+use warden::telemetry::Telemetry;
 use warden_test::TestTokens;
 
 #[tokio::main]
@@ -32,7 +33,10 @@ async fn main() -> Result<(), BoxError> {
     tracing::info!(%addr, database = %url, policy = ?revision, "clinic service listening");
     print_curl_lines(addr);
 
-    let app = app(db, pdp, jwt, masker()?).into_make_service_with_connect_info::<SocketAddr>();
+    // One JSON line per decision, as a `tracing` event with target `warden::decision_event`.
+    let telemetry = Telemetry::builder().build()?;
+    let app =
+        app(db, pdp, jwt, masker()?, telemetry).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -70,6 +74,8 @@ fn print_curl_lines(addr: SocketAddr) {
          # permit with an audit obligation: the auditor reads the audit log\n\
          curl -s {base}/audit-log -H 'Authorization: Bearer {auditor}'\n\n\
          # unauthenticated (401): no token\n\
-         curl -si {base}/clinics\n"
+         curl -si {base}/clinics\n\n\
+         # decision metrics (Prometheus text), for admins\n\
+         curl -s {base}/metrics -H 'Authorization: Bearer {admin}'\n"
     );
 }

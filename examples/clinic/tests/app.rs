@@ -12,7 +12,11 @@ use warden_test::TestTokens;
 async fn app() -> Router {
     let db = example_clinic::db::open("sqlite::memory:").await.unwrap();
     let (pdp, jwt) = example_clinic::policy_and_verifier().unwrap();
-    example_clinic::app(db, pdp, jwt, example_clinic::masker().unwrap())
+    let telemetry = warden::telemetry::Telemetry::builder()
+        .writer(|_: &warden::telemetry::DecisionEvent| {})
+        .build()
+        .unwrap();
+    example_clinic::app(db, pdp, jwt, example_clinic::masker().unwrap(), telemetry)
 }
 
 fn token(sub: &str, claims: Value) -> String {
@@ -373,4 +377,47 @@ async fn unknown_routes_are_denied_not_404_leaks() {
         let (status, _, _) = call(&app, "GET", path, Some(&admin()), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
+}
+
+#[tokio::test]
+async fn admins_read_the_decision_metrics() {
+    let app = app().await;
+    call(&app, "GET", "/clinics/c1/patients", Some(&nurse()), None).await;
+    call(&app, "GET", "/clinics/c2/patients", Some(&nurse()), None).await;
+    assert_eq!(
+        call(&app, "GET", "/metrics", Some(&auditor()), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .header(header::AUTHORIZATION, format!("Bearer {}", admin()))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    // The nurse's list and this very request.
+    assert!(
+        text.contains(r#"warden_decisions_total{pep="http",outcome="permit"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"warden_decisions_total{pep="http",outcome="deny"} 2"#),
+        "{text}"
+    );
 }

@@ -8,13 +8,17 @@ use http::request::Parts;
 use http::{Method, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use std::time::Instant;
 use tower_service::Service;
-use warden_core::{AccessRequest, Decision, DecisionId, PdpError};
+
+use warden_core::{AccessRequest, Decision, DecisionId, ErrorClass, PdpError};
+use warden_telemetry::{DecisionEvent, Outcome, Telemetry};
 
 use super::Authorized;
 use super::layer::Config;
 use crate::access::AuthStrength;
 use crate::body::ResponseBody;
+use crate::events;
 use crate::obligations::{self, Enforced};
 use crate::redact::{self, Redaction, Verdict};
 use crate::respond::Refusal;
@@ -66,16 +70,19 @@ struct Due {
     redaction: Redaction,
     decision: DecisionId,
     grpc: bool,
+    /// The event to emit if the response must be withheld.
+    withheld: Option<(Telemetry, DecisionEvent)>,
 }
 
 /// What waits for the decision: the request and the ready inner service.
-struct Pending<S, B> {
-    config: Arc<Config>,
-    strength: AuthStrength,
-    parts: Parts,
-    body: B,
-    inner: S,
-    grpc: bool,
+pub(crate) struct Pending<S, B> {
+    pub(crate) config: Arc<Config>,
+    pub(crate) strength: AuthStrength,
+    pub(crate) parts: Parts,
+    pub(crate) body: B,
+    pub(crate) inner: S,
+    pub(crate) grpc: bool,
+    pub(crate) started: Instant,
 }
 
 impl<S, B, ResBody> std::fmt::Debug for ResponseFuture<S, B, ResBody>
@@ -100,17 +107,9 @@ where
         }
     }
 
-    pub(crate) fn deciding(
-        config: Arc<Config>,
-        request: AccessRequest,
-        strength: AuthStrength,
-        parts: Parts,
-        body: B,
-        inner: S,
-        grpc: bool,
-    ) -> Self {
-        let pdp = config.pdp.clone();
-        let timeout = config.timeout;
+    pub(crate) fn deciding(request: AccessRequest, pending: Pending<S, B>) -> Self {
+        let pdp = pending.config.pdp.clone();
+        let timeout = pending.config.timeout;
         let decide = Box::pin(async move {
             let result = {
                 let mut deciding = pdp.decide(&request);
@@ -130,14 +129,7 @@ where
         Self {
             state: State::Deciding {
                 decide,
-                pending: Some(Pending {
-                    config,
-                    strength,
-                    parts,
-                    body,
-                    inner,
-                    grpc,
-                }),
+                pending: Some(pending),
             },
         }
     }
@@ -282,6 +274,13 @@ where
 
 /// The state that answers "response withheld by policy", after saying why.
 fn withhold<F, S, B, ResBody>(due: &Due, reason: &str) -> State<F, S, B, ResBody> {
+    if let Some((telemetry, event)) = &due.withheld {
+        let mut event = event.clone();
+        event.outcome = Outcome::Withheld;
+        event.obligations.clear();
+        event.error_class = Some(ErrorClass::ObligationUnsupported.as_str().to_owned());
+        telemetry.emit(event);
+    }
     tracing::warn!(
         target: "warden::redaction",
         decision_id = %due.decision,
@@ -301,13 +300,56 @@ struct Forward<S, B> {
     redaction: Option<Due>,
 }
 
-/// Turns the PDP's answer into a request to forward (with its obligations carried out) or a
-/// refusal.
+/// Turns the PDP's answer into a request to forward or a refusal, and reports it.
 fn enforce<S, B>(
     request: AccessRequest,
     result: Result<Decision, PdpError>,
     pending: Pending<S, B>,
 ) -> Result<Forward<S, B>, Refusal> {
+    let Some(telemetry) = pending.config.telemetry.clone() else {
+        return decide(request, result, pending).map_err(|(refusal, _)| refusal);
+    };
+    let (grpc, started) = (pending.grpc, pending.started);
+    let traceparent = events::trace_context(&pending.parts.headers);
+    let seen_request = request.clone();
+    let seen_decision = result.as_ref().ok().cloned();
+    let outcome = decide(request, result, pending);
+    let event = events::decided(
+        grpc,
+        started,
+        traceparent,
+        &seen_request,
+        seen_decision.as_ref(),
+        outcome
+            .as_ref()
+            .map(|_| ())
+            .map_err(|(refusal, class)| (refusal, *class)),
+    );
+    match outcome {
+        Ok(mut forward) => {
+            if let Some(due) = forward.redaction.as_mut() {
+                due.withheld = Some((telemetry.clone(), event.clone()));
+            }
+            telemetry.emit(event);
+            Ok(forward)
+        }
+        Err((refusal, _)) => {
+            telemetry.emit(event);
+            Err(refusal)
+        }
+    }
+}
+
+/// A refusal and, when it is not a plain deny, the class of what went wrong.
+type Refused = (Refusal, Option<ErrorClass>);
+
+/// Turns the PDP's answer into a request to forward (with its obligations carried out) or a
+/// refusal.
+fn decide<S, B>(
+    request: AccessRequest,
+    result: Result<Decision, PdpError>,
+    pending: Pending<S, B>,
+) -> Result<Forward<S, B>, Refused> {
     let decision = match result {
         Ok(decision) => decision,
         Err(error) => {
@@ -320,11 +362,12 @@ fn enforce<S, B>(
                 %error,
                 "no decision; request refused"
             );
-            return Err(if error.is_unavailable() {
+            let refusal = if error.is_unavailable() {
                 Refusal::Unavailable
             } else {
                 Refusal::Denied(DecisionId::new())
-            });
+            };
+            return Err((refusal, Some(error.class())));
         }
     };
     tracing::debug!(
@@ -349,11 +392,12 @@ fn enforce<S, B>(
     }
     if !decision.allowed {
         // A caller without credentials is asked to authenticate rather than told "forbidden".
-        return Err(if pending.strength.anonymous {
+        let refusal = if pending.strength.anonymous {
             Refusal::Unauthenticated
         } else {
             Refusal::Denied(decision.id)
-        });
+        };
+        return Err((refusal, decision.error_class()));
     }
     let Pending {
         config,
@@ -362,6 +406,7 @@ fn enforce<S, B>(
         body,
         inner,
         grpc,
+        ..
     } = pending;
     let cx = obligations::Context {
         strength: &strength,
@@ -371,7 +416,7 @@ fn enforce<S, B>(
     };
     let plan = match obligations::enforce(&decision, &request, &cx, &mut parts) {
         Enforced::Forward(plan) => plan,
-        Enforced::StepUp(step_up) => return Err(Refusal::StepUp(step_up, decision.id)),
+        Enforced::StepUp(step_up) => return Err((Refusal::StepUp(step_up, decision.id), None)),
         Enforced::Unsupported(message) => {
             tracing::warn!(
                 target: "warden::decision",
@@ -380,7 +425,10 @@ fn enforce<S, B>(
                 %message,
                 "permit turned into a deny"
             );
-            return Err(Refusal::Denied(decision.id));
+            return Err((
+                Refusal::Denied(decision.id),
+                Some(ErrorClass::ObligationUnsupported),
+            ));
         }
     };
     let redaction = plan.map(|plan| {
@@ -396,6 +444,7 @@ fn enforce<S, B>(
             },
             decision: decision.id,
             grpc,
+            withheld: None,
         }
     });
     parts.extensions.insert(Authorized::new(decision, request));

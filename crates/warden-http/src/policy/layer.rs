@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 use warden_core::{Masker, Pdp};
+use warden_telemetry::Telemetry;
 
 use super::service::PolicyService;
 use crate::access::SubjectSource;
@@ -23,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) masker: Masker,
     pub(crate) redaction_limit: usize,
     pub(crate) paths: Arc<PathCache>,
+    pub(crate) telemetry: Option<Telemetry>,
 }
 
 /// The largest body the PEP buffers to redact by default (4 MiB); a larger one is withheld.
@@ -80,6 +82,7 @@ impl PolicyLayer {
                 masker: Masker::new(),
                 redaction_limit: DEFAULT_REDACTION_LIMIT,
                 paths: Arc::new(PathCache::default()),
+                telemetry: None,
             }),
         }
     }
@@ -129,6 +132,14 @@ impl PolicyLayer {
     /// a decision asking for `hash` is a deny until a keyed masker is configured).
     pub fn masker(mut self, masker: Masker) -> Self {
         self.config().masker = masker;
+        self
+    }
+
+    /// Emits one decision event per request to `telemetry` (its metrics count every one; the
+    /// writer gets them off the request path). A response withheld by a redaction adds a
+    /// `withheld` event after its `permit`.
+    pub fn telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.config().telemetry = Some(telemetry);
         self
     }
 

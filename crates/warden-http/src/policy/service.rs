@@ -5,10 +5,12 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::future::ResponseFuture;
+use super::future::{Pending, ResponseFuture};
 use super::layer::Config;
-use crate::access;
+use std::time::Instant;
+
 use crate::body::ResponseBody;
+use crate::{access, events};
 
 /// The service [`PolicyLayer`](super::PolicyLayer) wraps around another.
 #[derive(Clone)]
@@ -48,18 +50,27 @@ where
         // The instance that was driven to readiness goes into the future; this one keeps a clone.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        let started = Instant::now();
         let (mut parts, body) = request.into_parts();
         let grpc = access::is_grpc(&parts);
         match access::build(&mut parts, &self.config.subjects) {
-            Err(refusal) => ResponseFuture::refused(refusal, grpc),
+            Err(refusal) => {
+                if let Some(telemetry) = &self.config.telemetry {
+                    events::refused_early(telemetry, &parts, grpc, started);
+                }
+                ResponseFuture::refused(refusal, grpc)
+            }
             Ok((request, strength)) => ResponseFuture::deciding(
-                self.config.clone(),
                 request,
-                strength,
-                parts,
-                body,
-                inner,
-                grpc,
+                Pending {
+                    config: self.config.clone(),
+                    strength,
+                    parts,
+                    body,
+                    inner,
+                    grpc,
+                    started,
+                },
             ),
         }
     }

@@ -1,0 +1,123 @@
+//! Decision events of the HTTP PEP.
+
+use std::time::Instant;
+
+use http::request::Parts;
+use serde_json::Value;
+use warden_core::{AccessRequest, Decision, ErrorClass};
+use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
+
+use crate::access::{UNMATCHED_ROUTE, matched_route};
+use crate::respond::Refusal;
+
+/// An event for a request refused before any access request was built (no or bad credentials).
+pub(crate) fn refused_early(telemetry: &Telemetry, parts: &Parts, grpc: bool, started: Instant) {
+    let resource = if grpc {
+        ("rpc", parts.uri.path().to_owned())
+    } else {
+        (
+            "route",
+            matched_route(parts).unwrap_or(UNMATCHED_ROUTE).to_owned(),
+        )
+    };
+    let mut event = DecisionEvent::new(
+        pep(grpc),
+        parts.method.as_str(),
+        resource.0,
+        resource.1,
+        Outcome::Unauthenticated,
+    );
+    if let Some((trace_id, span_id)) = trace_context(&parts.headers) {
+        event.trace_id = Some(trace_id);
+        event.span_id = Some(span_id);
+    }
+    event.latency_us = micros(started);
+    telemetry.emit(event);
+}
+
+/// The event of a decided request: what the PEP did, and why.
+pub(crate) fn decided(
+    grpc: bool,
+    started: Instant,
+    traceparent: Option<(String, String)>,
+    request: &AccessRequest,
+    decision: Option<&Decision>,
+    verdict: Result<(), (&Refusal, Option<ErrorClass>)>,
+) -> DecisionEvent {
+    let error = verdict.as_ref().err().and_then(|(_, class)| *class);
+    let outcome = match verdict.map_err(|(refusal, _)| refusal) {
+        Ok(()) => Outcome::Permit,
+        Err(Refusal::StepUp(..)) => Outcome::StepUp,
+        Err(Refusal::Unauthenticated | Refusal::InvalidToken(_)) => Outcome::Unauthenticated,
+        Err(Refusal::Unavailable) => Outcome::Unavailable,
+        Err(Refusal::Withheld(_)) => Outcome::Withheld,
+        Err(Refusal::Denied(_) | Refusal::BadRequest(_)) => Outcome::Deny,
+    };
+    let mut event = DecisionEvent::new(
+        pep(grpc),
+        request.action.name.clone(),
+        request.resource.kind.clone(),
+        request.resource.id.clone(),
+        outcome,
+    );
+    if let Some((trace_id, span_id)) = traceparent {
+        event.trace_id = Some(trace_id);
+        event.span_id = Some(span_id);
+    }
+    event.subject = Some(request.subject.id.clone());
+    event.latency_us = micros(started);
+    if let Some(d) = decision {
+        event.decision_id = Some(d.id.to_string());
+        event.policy = Some(d.policy.clone());
+        event.fallback = d.fallback.map(|f| f.as_str().to_owned());
+        if outcome == Outcome::Permit {
+            event.obligations = d
+                .obligations
+                .iter()
+                .map(|o| o.type_name().to_owned())
+                .collect();
+        }
+    }
+    event.error_class = match (error, outcome) {
+        (Some(class), _) => Some(class.as_str().to_owned()),
+        (None, Outcome::Deny) => Some("violation".to_owned()),
+        _ => None,
+    };
+    event.attributes.insert(
+        "subject".into(),
+        Value::Object(request.subject.properties.clone()),
+    );
+    event
+        .attributes
+        .insert("context".into(), Value::Object(request.context.clone()));
+    event
+}
+
+fn pep(grpc: bool) -> Pep {
+    if grpc { Pep::Grpc } else { Pep::Http }
+}
+
+pub(crate) fn micros(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The trace id and parent span id of a valid W3C `traceparent` header.
+pub(crate) fn trace_context(headers: &http::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get("traceparent").and_then(|v| v.to_str().ok())?;
+    let fields: Vec<&str> = value.trim().split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if let [version, trace_id, span_id, flags] = fields.as_slice()
+        && hex(version, 2)
+        && *version != "ff"
+        && hex(trace_id, 32)
+        && hex(span_id, 16)
+        && hex(flags, 2)
+        && trace_id.bytes().any(|b| b != b'0')
+        && span_id.bytes().any(|b| b != b'0')
+    {
+        return Some(((*trace_id).to_owned(), (*span_id).to_owned()));
+    }
+    None
+}
