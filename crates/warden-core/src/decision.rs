@@ -20,6 +20,19 @@ impl DecisionId {
     }
 }
 
+impl std::str::FromStr for DecisionId {
+    type Err = InvalidDecisionId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self).map_err(|_| InvalidDecisionId)
+    }
+}
+
+/// A decision id that is not a UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a decision id is a UUID")]
+pub struct InvalidDecisionId;
+
 impl Default for DecisionId {
     fn default() -> Self {
         Self::new()

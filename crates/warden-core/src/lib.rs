@@ -42,6 +42,7 @@
 //! # });
 //! ```
 
+pub mod authzen;
 mod combine;
 mod decision;
 mod mask;
@@ -50,9 +51,12 @@ mod pdp;
 mod predicate;
 mod request;
 mod resilience;
+mod trace;
 
 pub use combine::{Combined, Combining, UnknownCombining, merge_obligations};
-pub use decision::{Advice, Decision, DecisionId, Diagnostic, ErrorClass, PolicyRevision, Reason};
+pub use decision::{
+    Advice, Decision, DecisionId, Diagnostic, ErrorClass, InvalidDecisionId, PolicyRevision, Reason,
+};
 pub use mask::{MIN_HASH_KEY_LEN, MaskError, MaskStrategy, Masked, Masker, UnknownStrategy};
 pub use obligation::{
     Audit, AuditLevel, CustomObligation, FilterRows, MaskColumns, Obligation, ObligationError,
@@ -65,3 +69,4 @@ pub use resilience::{
     BreakerConfig, BreakerState, CacheConfig, CacheStats, Canary, CircuitBreaker, DecisionCache,
     Fallback, FallbackMode, FallbackUse, PdpExt, Shadow, ShadowStats, Timeout,
 };
+pub use trace::TraceContext;

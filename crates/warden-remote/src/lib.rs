@@ -1,1 +1,562 @@
-//! placeholder
+//! A Warden [`Pdp`] that asks a policy decision point over HTTP.
+//!
+//! [`RemotePdp`] speaks two protocols:
+//!
+//! * **AuthZEN Authorization API 1.0**: `POST <base>/access/v1/evaluation` for one request and
+//!   `POST <base>/access/v1/evaluations` for a batch, with the endpoints optionally discovered
+//!   from `GET <base>/.well-known/authzen-configuration` ([`RemotePdp::discover`]). This is what
+//!   the Warden PDP server (`warden serve`) and other AuthZEN PDPs answer.
+//! * **OPA Data API**: `POST <base>/v1/data/<path>` with `{"input": <access request>}`. The
+//!   document at `<path>` is a boolean or a decision object
+//!   `{"allow": bool, "obligations": [...], "reasons": [...], "advice": [...]}`.
+//!
+//! # Where obligations travel
+//!
+//! AuthZEN's response is `{"decision": bool, "context": {...}}`; the spec leaves `context` to the
+//! PDP. Warden puts the rest of its decision there, and this client reads it back:
+//!
+//! | member of `context` | meaning |
+//! |---|---|
+//! | `obligations` | array of obligation objects (`{"type": "redact", ...}`), enforced by the PEP |
+//! | `advice` | array of advice objects |
+//! | `reasons` | array of strings or `{"message": ...}` objects |
+//! | `policy` | `{"id": ..., "revision": ...}` of the policy that decided |
+//! | `decision_id` | the PDP's id for the decision (a UUID), kept for correlation |
+//! | `diagnostics` | `[{"error": "policy_error", "message": ...}]` when the policy failed |
+//!
+//! Every member is optional; a PDP that sends none of them gives plain permits and denies. Other
+//! members are ignored.
+//!
+//! # Failing closed
+//!
+//! A transport failure, a timeout, an HTTP 5xx, a body that is not the JSON the protocol
+//! prescribes (HTML, truncated JSON, a missing `decision`) and an oversized body are all
+//! [`PdpError::Unavailable`] (or [`PdpError::Timeout`]), which every Warden PEP enforces as a
+//! deny (or a configured fallback). A malformed obligation is a [`PdpError::Policy`]. Only a
+//! well-formed answer becomes a [`Decision`], and a well-formed deny is a deny.
+//!
+//! # Tracing
+//!
+//! Each call sends `X-Request-ID` (the caller's request id when the PEP set one, else a new
+//! UUID) and, when the decision runs inside a [`TraceContext`], a `traceparent` naming a new child
+//! span of the caller's trace.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use warden_core::{AccessRequest, Action, Pdp, Resource, Subject};
+//! use warden_remote::RemotePdp;
+//!
+//! let pdp = RemotePdp::authzen("http://127.0.0.1:8181")
+//!     .timeout(Duration::from_millis(250))
+//!     .build()?;
+//! let request = AccessRequest::new(
+//!     Subject::user("alice"),
+//!     Action::new("GET"),
+//!     Resource::new("route", "/health"),
+//! );
+//! let decision = pdp.decide(&request).await?;
+//! println!("allowed: {}", decision.allowed);
+//! # Ok(())
+//! # }
+//! ```
+
+mod wire;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use warden_core::{
+    AccessRequest, BatchFuture, Decision, Pdp, PdpError, PdpFuture, PolicyRevision, TraceContext,
+};
+
+pub use warden_core::authzen::EvaluationsSemantic;
+use wire::Metadata;
+
+/// The default time a call may take, from sending the request to reading the whole answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The default limit on the size of an answer.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Building a [`RemotePdp`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The base URL is not an absolute `http` or `https` URL.
+    #[error("invalid PDP URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A header name or value is not valid HTTP.
+    #[error("invalid header {name:?}: {reason}")]
+    InvalidHeader {
+        /// The header's name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The HTTP client could not be built (TLS set-up).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// Discovery failed: the metadata could not be fetched or did not name the endpoints.
+    #[error("AuthZEN discovery at {url} failed: {reason}")]
+    Discovery {
+        /// The metadata URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Protocol {
+    AuthZen {
+        evaluation: String,
+        evaluations: Option<String>,
+    },
+    Opa {
+        data: String,
+    },
+}
+
+/// Builds a [`RemotePdp`].
+#[derive(Debug)]
+pub struct RemotePdpBuilder {
+    base: String,
+    protocol: Protocol,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_response_bytes: usize,
+    headers: Vec<(String, String)>,
+    client: Option<reqwest::Client>,
+    semantic: EvaluationsSemantic,
+}
+
+impl RemotePdpBuilder {
+    fn new(base: &str, protocol: Protocol) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            protocol,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            headers: Vec::new(),
+            client: None,
+            semantic: EvaluationsSemantic::ExecuteAll,
+        }
+    }
+
+    /// The time one call may take, connection, request and the whole answer included
+    /// (default [`DEFAULT_TIMEOUT`]). A call that takes longer is [`PdpError::Timeout`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The time establishing a connection may take (default [`DEFAULT_TIMEOUT`]).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest answer accepted (default [`DEFAULT_MAX_RESPONSE_BYTES`]); a larger one is
+    /// [`PdpError::Unavailable`].
+    #[must_use]
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// A header sent with every call (an API key, a tenant).
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// An `Authorization: Bearer <token>` header sent with every call.
+    #[must_use]
+    pub fn bearer_token(self, token: impl AsRef<str>) -> Self {
+        let value = format!("Bearer {}", token.as_ref());
+        self.header(AUTHORIZATION.as_str(), value)
+    }
+
+    /// The `evaluations_semantic` sent with batches (AuthZEN only; default `execute_all`).
+    /// With the short-circuit semantics the PDP stops early; requests it did not evaluate are
+    /// answered with a deny carrying the reason.
+    #[must_use]
+    pub fn evaluations_semantic(mut self, semantic: EvaluationsSemantic) -> Self {
+        self.semantic = semantic;
+        self
+    }
+
+    /// Uses this HTTP client (its own TLS roots, proxies, pool) instead of building one. The
+    /// builder's connect timeout is then the client's business; the per-call timeout still holds.
+    #[must_use]
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Builds the client. Fails on an invalid URL or header.
+    pub fn build(self) -> Result<RemotePdp, RemoteError> {
+        check_url(&self.base)?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        for (name, value) in &self.headers {
+            let invalid = |reason: String| RemoteError::InvalidHeader {
+                name: name.clone(),
+                reason,
+            };
+            let header_name =
+                HeaderName::try_from(name.as_str()).map_err(|e| invalid(e.to_string()))?;
+            let mut header_value =
+                HeaderValue::try_from(value.as_str()).map_err(|e| invalid(e.to_string()))?;
+            header_value.set_sensitive(header_name == AUTHORIZATION);
+            headers.append(header_name, header_value);
+        }
+        let client = match self.client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| RemoteError::Client(e.to_string()))?,
+        };
+        let protocol = match self.protocol {
+            Protocol::AuthZen {
+                evaluation,
+                evaluations,
+            } => Protocol::AuthZen {
+                evaluation: absolute(&self.base, &evaluation),
+                evaluations: evaluations.map(|e| absolute(&self.base, &e)),
+            },
+            Protocol::Opa { data } => Protocol::Opa {
+                data: absolute(&self.base, &data),
+            },
+        };
+        Ok(RemotePdp {
+            inner: Arc::new(Inner {
+                client,
+                protocol,
+                headers,
+                timeout: self.timeout,
+                max_response_bytes: self.max_response_bytes,
+                semantic: self.semantic,
+                revision: RwLock::new(None),
+            }),
+        })
+    }
+}
+
+/// A PDP on the network, reached over AuthZEN 1.0 or the OPA Data API. See the
+/// [crate documentation](crate).
+///
+/// Cloning is cheap and shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct RemotePdp {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: reqwest::Client,
+    protocol: Protocol,
+    headers: http::HeaderMap,
+    timeout: Duration,
+    max_response_bytes: usize,
+    semantic: EvaluationsSemantic,
+    /// The policy revision of the last answer that named one.
+    revision: RwLock<Option<PolicyRevision>>,
+}
+
+impl RemotePdp {
+    /// An AuthZEN 1.0 client for the PDP at `base` (e.g. `http://127.0.0.1:8181`), using the
+    /// spec's default endpoint paths.
+    pub fn authzen(base: impl AsRef<str>) -> RemotePdpBuilder {
+        RemotePdpBuilder::new(
+            base.as_ref(),
+            Protocol::AuthZen {
+                evaluation: wire::EVALUATION_PATH.to_owned(),
+                evaluations: Some(wire::EVALUATIONS_PATH.to_owned()),
+            },
+        )
+    }
+
+    /// An AuthZEN 1.0 client whose endpoints come from the PDP's metadata at
+    /// `<base>/.well-known/authzen-configuration`.
+    pub async fn discover(base: impl AsRef<str>) -> Result<RemotePdpBuilder, RemoteError> {
+        let base = base.as_ref().trim_end_matches('/');
+        check_url(base)?;
+        let url = format!("{base}{}", wire::METADATA_PATH);
+        let failed = |reason: String| RemoteError::Discovery {
+            url: url.clone(),
+            reason,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(DEFAULT_TIMEOUT)
+            .build()
+            .map_err(|e| RemoteError::Client(e.to_string()))?;
+        let response = client
+            .get(&url)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(failed(format!("HTTP {}", response.status())));
+        }
+        let body = response.bytes().await.map_err(|e| failed(e.to_string()))?;
+        let metadata = Metadata::parse(&body).map_err(failed)?;
+        let mut builder = RemotePdpBuilder::new(
+            base,
+            Protocol::AuthZen {
+                evaluation: metadata.access_evaluation_endpoint,
+                evaluations: metadata.access_evaluations_endpoint,
+            },
+        );
+        builder.client = Some(client_without_timeout()?);
+        Ok(builder)
+    }
+
+    /// An OPA Data API client for the document at `path` (e.g. `clinic/decision` for
+    /// `data.clinic.decision`) of the PDP at `base`.
+    pub fn opa(base: impl AsRef<str>, path: impl AsRef<str>) -> RemotePdpBuilder {
+        let path = path
+            .as_ref()
+            .trim_start_matches("data.")
+            .replace('.', "/")
+            .trim_matches('/')
+            .to_owned();
+        RemotePdpBuilder::new(
+            base.as_ref(),
+            Protocol::Opa {
+                data: format!("/v1/data/{path}"),
+            },
+        )
+    }
+
+    /// The URL single decisions are posted to.
+    pub fn endpoint(&self) -> &str {
+        match &self.inner.protocol {
+            Protocol::AuthZen { evaluation, .. } => evaluation,
+            Protocol::Opa { data } => data,
+        }
+    }
+
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<bytes::Bytes, PdpError> {
+        let inner = &*self.inner;
+        let trace = TraceContext::current();
+        let request_id = trace
+            .as_ref()
+            .and_then(|t| t.request_id().map(str::to_owned))
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let mut request = inner
+            .client
+            .post(url)
+            .headers(inner.headers.clone())
+            .header("x-request-id", request_id)
+            .body(body);
+        if let Some(trace) = &trace {
+            request = request.header("traceparent", trace.child().traceparent());
+        }
+        let call = async {
+            let response = request.send().await.map_err(transport)?;
+            let status = response.status();
+            let body = read_limited(response, inner.max_response_bytes).await?;
+            if status.is_server_error() {
+                return Err(PdpError::unavailable(format!(
+                    "the PDP answered HTTP {status}"
+                )));
+            }
+            if !status.is_success() {
+                return Err(PdpError::unavailable(format!(
+                    "the PDP refused the request with HTTP {status}: {}",
+                    excerpt(&body)
+                )));
+            }
+            Ok(body)
+        };
+        match tokio::time::timeout(inner.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(PdpError::Timeout {
+                after: inner.timeout,
+            }),
+        }
+    }
+
+    fn remember(&self, decision: &Decision) {
+        if decision.policy.id.is_empty() && decision.policy.revision.is_empty() {
+            return;
+        }
+        let Ok(mut revision) = self.inner.revision.write() else {
+            return;
+        };
+        if revision.as_ref() != Some(&decision.policy) {
+            *revision = Some(decision.policy.clone());
+        }
+    }
+
+    async fn decide_one(&self, request: &AccessRequest) -> Result<Decision, PdpError> {
+        let decision = match &self.inner.protocol {
+            Protocol::AuthZen { evaluation, .. } => {
+                let body = serde_json::to_vec(request).map_err(encode)?;
+                let answer = self.post(evaluation, body).await?;
+                wire::parse_evaluation(&answer)?
+            }
+            Protocol::Opa { data } => {
+                let body =
+                    serde_json::to_vec(&wire::OpaInput { input: request }).map_err(encode)?;
+                let answer = self.post(data, body).await?;
+                wire::parse_opa(&answer)?
+            }
+        };
+        self.remember(&decision);
+        Ok(decision)
+    }
+
+    async fn decide_many(&self, requests: &[AccessRequest]) -> Vec<Result<Decision, PdpError>> {
+        let Protocol::AuthZen {
+            evaluations: Some(url),
+            ..
+        } = &self.inner.protocol
+        else {
+            let mut out = Vec::with_capacity(requests.len());
+            for request in requests {
+                out.push(self.decide_one(request).await);
+            }
+            return out;
+        };
+        let all_failed = |error: PdpError| requests.iter().map(|_| Err(error.clone())).collect();
+        let body = match serde_json::to_vec(&wire::EvaluationsRequest::new(
+            requests,
+            self.inner.semantic,
+        )) {
+            Ok(body) => body,
+            Err(e) => return all_failed(encode(e)),
+        };
+        let answer = match self.post(url, body).await {
+            Ok(answer) => answer,
+            Err(error) => return all_failed(error),
+        };
+        match wire::parse_evaluations(&answer, requests.len(), self.inner.semantic) {
+            Ok(decisions) => {
+                for decision in decisions.iter().flatten() {
+                    self.remember(decision);
+                }
+                decisions
+            }
+            Err(error) => all_failed(error),
+        }
+    }
+}
+
+impl Pdp for RemotePdp {
+    fn decide<'a>(&'a self, request: &'a AccessRequest) -> PdpFuture<'a> {
+        Box::pin(self.decide_one(request))
+    }
+
+    fn decide_batch<'a>(&'a self, requests: &'a [AccessRequest]) -> BatchFuture<'a> {
+        Box::pin(self.decide_many(requests))
+    }
+
+    fn revision(&self) -> Option<PolicyRevision> {
+        self.inner.revision.read().ok().and_then(|r| r.clone())
+    }
+}
+
+fn client_without_timeout() -> Result<reqwest::Client, RemoteError> {
+    reqwest::Client::builder()
+        .connect_timeout(DEFAULT_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| RemoteError::Client(e.to_string()))
+}
+
+fn check_url(base: &str) -> Result<(), RemoteError> {
+    let invalid = |reason: &str| RemoteError::InvalidUrl {
+        url: base.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: http::Uri = base
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(invalid("the scheme must be http or https")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("there is no host"));
+    }
+    if uri.query().is_some() {
+        return Err(invalid("a base URL has no query"));
+    }
+    Ok(())
+}
+
+/// `path` as given when it is already absolute, else joined to the base URL.
+fn absolute(base: &str, path: &str) -> String {
+    if path.starts_with("http://") || path.starts_with("https://") {
+        path.to_owned()
+    } else {
+        format!("{base}/{}", path.trim_start_matches('/'))
+    }
+}
+
+fn transport(error: reqwest::Error) -> PdpError {
+    if error.is_timeout() {
+        PdpError::unavailable(format!("the PDP timed out: {error}"))
+    } else {
+        PdpError::unavailable(format!("cannot reach the PDP: {error}"))
+    }
+}
+
+fn encode(error: serde_json::Error) -> PdpError {
+    PdpError::policy(format!("cannot encode the access request: {error}"))
+}
+
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<bytes::Bytes, PdpError> {
+    let too_large = || PdpError::unavailable(format!("the PDP's answer exceeds {limit} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > limit))
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
+}
+
+/// The start of a body, for an error message.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

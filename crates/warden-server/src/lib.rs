@@ -1,1 +1,355 @@
-//! placeholder
+//! The Warden PDP server: any policy decision point behind the AuthZEN Authorization API 1.0 and
+//! the OPA Data API.
+//!
+//! `warden serve --policy <dir>` runs it; this crate is the library behind that command, for a
+//! service that wants to embed the server or test against it.
+//!
+//! | endpoint | |
+//! |---|---|
+//! | `POST /access/v1/evaluation` | one AuthZEN access evaluation |
+//! | `POST /access/v1/evaluations` | a batch, with `options.evaluations_semantic` = `execute_all`, `deny_on_first_deny` or `permit_on_first_permit` |
+//! | `GET /.well-known/authzen-configuration` | AuthZEN metadata |
+//! | `POST /v1/data/<path>` | OPA Data API: `{"input": <access request>}` → `{"result": {"allow": …, "obligations": […], "reasons": […]}}` |
+//! | `GET /health` | `200` with the policy revision once policies are loaded, else `503`; always with the last reload error, if any |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! The decision's obligations, reasons and revision travel in the AuthZEN response `context`
+//! (see [`warden_core::authzen`]). Malformed input is a `400` problem+json naming what is wrong;
+//! a body over the limit is a `413`; an unknown path a `404`. An unavailable PDP is a `503`; a
+//! policy that fails to evaluate is a deny whose diagnostics say `policy_error`.
+//!
+//! # Hot reload
+//!
+//! With [`ServerBuilder::watch`], the server checks the policy directory for changes and
+//! reloads it. The new policies replace the old ones atomically; when they fail to load, the old
+//! revision keeps answering, the error is logged and `/health` shows it until a later load
+//! succeeds.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use warden_server::Server;
+//!
+//! let server = Server::builder()
+//!     .policy_dir("policies/clinic")
+//!     .watch(Duration::from_secs(1))
+//!     .build();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8181").await?;
+//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod metrics;
+mod policy;
+mod routes;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use warden_core::{Pdp, PolicyRevision};
+
+pub use policy::{PolicyDir, PolicyError, PolicyKind};
+
+/// The default limit on request bodies.
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+
+/// The default limit on the number of evaluations in one batch.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+
+/// The OPA Data API path served when the policies do not name one (Cedar, or a bare [`Pdp`]).
+pub const DEFAULT_OPA_PATH: &str = "warden/decision";
+
+enum Source {
+    Dir(PathBuf),
+    Pdp,
+}
+
+/// What answers decisions right now.
+pub(crate) struct Loaded {
+    pub(crate) pdp: Arc<dyn Pdp>,
+    pub(crate) dir: Option<PolicyDir>,
+    pub(crate) opa_path: String,
+}
+
+pub(crate) struct State {
+    source: Source,
+    pub(crate) current: ArcSwapOption<Loaded>,
+    pub(crate) last_error: Mutex<Option<String>>,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) body_limit: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) public_url: Option<String>,
+    opa_path: Option<String>,
+    watch: Option<Duration>,
+}
+
+/// Builds a [`Server`].
+pub struct ServerBuilder {
+    dir: Option<PathBuf>,
+    pdp: Option<Arc<dyn Pdp>>,
+    body_limit: usize,
+    max_batch: usize,
+    public_url: Option<String>,
+    opa_path: Option<String>,
+    watch: Option<Duration>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("dir", &self.dir)
+            .field("pdp", &self.pdp.is_some())
+            .field("body_limit", &self.body_limit)
+            .field("max_batch", &self.max_batch)
+            .field("public_url", &self.public_url)
+            .field("opa_path", &self.opa_path)
+            .field("watch", &self.watch)
+            .finish()
+    }
+}
+
+impl ServerBuilder {
+    /// Serve the policies of a directory (Rego or Cedar, see [`PolicyKind::detect`]). They are
+    /// loaded when the server starts; `/health` says `503` until they are.
+    #[must_use]
+    pub fn policy_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Serve this decision point (a remote PDP, a combination, a wrapped one).
+    #[must_use]
+    pub fn pdp(mut self, pdp: Arc<dyn Pdp>) -> Self {
+        self.pdp = Some(pdp);
+        self
+    }
+
+    /// Check the policy directory for changes this often and reload it when it changed.
+    #[must_use]
+    pub fn watch(mut self, every: Duration) -> Self {
+        self.watch = Some(every);
+        self
+    }
+
+    /// The largest request body accepted (default [`DEFAULT_BODY_LIMIT`]).
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The most evaluations one batch may hold (default [`DEFAULT_MAX_BATCH`]).
+    #[must_use]
+    pub fn max_batch(mut self, evaluations: usize) -> Self {
+        self.max_batch = evaluations;
+        self
+    }
+
+    /// The URL clients reach the server at, for the metadata document. Without it the metadata
+    /// names `http://<Host header>`.
+    #[must_use]
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The OPA Data API path of the decision document (default: the Rego entrypoint's path,
+    /// else [`DEFAULT_OPA_PATH`]).
+    #[must_use]
+    pub fn opa_path(mut self, path: impl Into<String>) -> Self {
+        self.opa_path = Some(path.into().trim_matches('/').to_owned());
+        self
+    }
+
+    /// Builds the server. A [`pdp`](Self::pdp) is in force at once; a
+    /// [`policy_dir`](Self::policy_dir) is loaded by [`Server::serve`] (or
+    /// [`Server::load`]). Without either, the server is never ready.
+    pub fn build(self) -> Server {
+        let opa_path = self.opa_path.clone();
+        let (source, current) = match (self.pdp, self.dir) {
+            (Some(pdp), _) => (
+                Source::Pdp,
+                Some(Arc::new(Loaded {
+                    pdp,
+                    dir: None,
+                    opa_path: opa_path.unwrap_or_else(|| DEFAULT_OPA_PATH.to_owned()),
+                })),
+            ),
+            (None, Some(dir)) => (Source::Dir(dir), None),
+            (None, None) => (Source::Dir(PathBuf::new()), None),
+        };
+        Server {
+            state: Arc::new(State {
+                source,
+                current: ArcSwapOption::new(current),
+                last_error: Mutex::new(None),
+                metrics: metrics::Metrics::default(),
+                body_limit: self.body_limit,
+                max_batch: self.max_batch,
+                public_url: self.public_url,
+                opa_path: self.opa_path,
+                watch: self.watch,
+            }),
+        }
+    }
+}
+
+/// The PDP server. Cloning is cheap; clones share the policies and counters.
+#[derive(Clone)]
+pub struct Server {
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("revision", &self.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            dir: None,
+            pdp: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            max_batch: DEFAULT_MAX_BATCH,
+            public_url: None,
+            opa_path: None,
+            watch: None,
+        }
+    }
+
+    /// The axum router with every endpoint, for serving it yourself or testing with
+    /// `tower::ServiceExt::oneshot`.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// The revision of the policies in force, if any are loaded.
+    pub fn revision(&self) -> Option<PolicyRevision> {
+        self.state
+            .current
+            .load()
+            .as_ref()
+            .and_then(|l| l.pdp.revision())
+    }
+
+    /// Whether policies are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.state.current.load().is_some()
+    }
+
+    /// The error of the last load or reload, if it failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.state.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Loads the policy directory, or reloads it when it is already loaded. On failure the
+    /// policies in force (if any) stay, and [`Server::last_error`] and `/health` say why.
+    pub fn load(&self) -> Result<PolicyRevision, PolicyError> {
+        let Source::Dir(dir) = &self.state.source else {
+            return self.revision().ok_or_else(|| PolicyError {
+                path: PathBuf::new(),
+                message: "the PDP names no revision".into(),
+            });
+        };
+        let current = self.state.current.load_full();
+        let result = match current.as_ref().and_then(|l| l.dir.clone()) {
+            Some(loaded) => loaded.reload(),
+            None => PolicyDir::open(dir).and_then(|loaded| {
+                let revision = loaded.revision().ok_or_else(|| PolicyError {
+                    path: dir.clone(),
+                    message: "the policies name no revision".into(),
+                })?;
+                let opa_path = self
+                    .state
+                    .opa_path
+                    .clone()
+                    .or_else(|| loaded.opa_path())
+                    .unwrap_or_else(|| DEFAULT_OPA_PATH.to_owned());
+                self.state.current.store(Some(Arc::new(Loaded {
+                    pdp: loaded.pdp(),
+                    dir: Some(loaded),
+                    opa_path,
+                })));
+                Ok(revision)
+            }),
+        };
+        self.state.metrics.reload(result.is_ok());
+        let mut last_error = self
+            .state
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &result {
+            Ok(revision) => {
+                tracing::info!(policy = %revision.id, revision = %revision.revision, "policies loaded");
+                *last_error = None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "policies failed to load; the previous revision stays in force");
+                *last_error = Some(error.to_string());
+            }
+        }
+        result
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting connections and
+    /// finishes the requests in flight. Loads the policy directory first thing (the server
+    /// answers `503` until it is loaded) and, with [`ServerBuilder::watch`], reloads it when
+    /// it changes.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let watcher = tokio::spawn(self.clone().watch_loop());
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        watcher.abort();
+        result
+    }
+
+    async fn watch_loop(self) {
+        let Source::Dir(dir) = &self.state.source else {
+            return;
+        };
+        let dir = dir.clone();
+        let mut seen = None;
+        let mut attempted = false;
+        loop {
+            let print = {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || policy::fingerprint(&dir))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            };
+            // Load at start, then whenever the files change. A failed load is retried only
+            // once the files change again, so a broken policy is reported once, not every tick.
+            if !attempted || (print.is_some() && print != seen) {
+                attempted = true;
+                seen = print;
+                let server = self.clone();
+                let _ = tokio::task::spawn_blocking(move || server.load()).await;
+            }
+            match self.state.watch {
+                Some(every) => tokio::time::sleep(every).await,
+                None if self.is_ready() => return,
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

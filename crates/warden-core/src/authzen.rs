@@ -1,0 +1,454 @@
+//! The AuthZEN Authorization API 1.0 wire format, shared by the Warden PDP server and the remote
+//! PDP client.
+//!
+//! An [`AccessRequest`] is already the AuthZEN request. This module adds the responses, the batch
+//! (*evaluations*) request and the metadata document, and says where the parts of a Warden
+//! [`Decision`] that AuthZEN has no member for travel: in the response's `context`.
+//!
+//! | member of `context` | meaning |
+//! |---|---|
+//! | `decision_id` | the PDP's id for the decision |
+//! | `obligations` | array of obligation objects (`{"type": "redact", ...}`) |
+//! | `advice` | array of advice objects |
+//! | `reasons` | array of strings or `{"message": ...}` objects |
+//! | `policy` | `{"id": ..., "revision": ...}` of the policy that decided |
+//! | `not_applicable` | `true` when no policy applied |
+//! | `diagnostics` | `[{"error": "policy_error", "message": ...}]` when the policy failed |
+//!
+//! ```
+//! use warden_core::authzen::EvaluationResponse;
+//! use warden_core::{Decision, PolicyRevision};
+//!
+//! let decision = Decision::deny()
+//!     .with_reason("not a member of the clinic")
+//!     .with_policy(PolicyRevision::new("clinic", "1.0.0"));
+//! let wire = serde_json::to_value(EvaluationResponse::from_decision(&decision)).unwrap();
+//! assert_eq!(wire["decision"], false);
+//! assert_eq!(wire["context"]["reasons"][0], "not a member of the clinic");
+//!
+//! let back = EvaluationResponse::parse(wire.to_string().as_bytes()).unwrap().into_decision().unwrap();
+//! assert_eq!(back.allowed, false);
+//! assert_eq!(back.reasons, decision.reasons);
+//! assert_eq!(back.policy, decision.policy);
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::decision::{Advice, Decision, DecisionId, Diagnostic, PolicyRevision, Reason};
+use crate::obligation::Obligation;
+use crate::pdp::PdpError;
+use crate::request::{AccessRequest, Action, Properties, Resource, Subject};
+
+/// The default path of the access evaluation endpoint.
+pub const EVALUATION_PATH: &str = "/access/v1/evaluation";
+/// The default path of the access evaluations (batch) endpoint.
+pub const EVALUATIONS_PATH: &str = "/access/v1/evaluations";
+/// The path of the PDP metadata document.
+pub const METADATA_PATH: &str = "/.well-known/authzen-configuration";
+
+/// How a PDP runs a batch of evaluations (`options.evaluations_semantic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationsSemantic {
+    /// Evaluate every request (the default).
+    #[default]
+    ExecuteAll,
+    /// Stop after the first deny.
+    DenyOnFirstDeny,
+    /// Stop after the first permit.
+    PermitOnFirstPermit,
+}
+
+impl EvaluationsSemantic {
+    /// Whether a batch stops after a request with this outcome.
+    pub fn stops_after(self, allowed: bool) -> bool {
+        match self {
+            Self::ExecuteAll => false,
+            Self::DenyOnFirstDeny => !allowed,
+            Self::PermitOnFirstPermit => allowed,
+        }
+    }
+}
+
+/// The answer to one access evaluation: `{"decision": bool, "context": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationResponse {
+    /// Permit or deny.
+    pub decision: bool,
+    /// Everything else; see the [module documentation](self) for the members Warden uses.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub context: Map<String, Value>,
+}
+
+impl EvaluationResponse {
+    /// The wire form of a decision.
+    pub fn from_decision(decision: &Decision) -> Self {
+        let mut context = Map::new();
+        context.insert("decision_id".into(), Value::String(decision.id.to_string()));
+        let mut put = |key: &str, value: Result<Value, serde_json::Error>| {
+            if let Ok(value) = value {
+                context.insert(key.to_owned(), value);
+            }
+        };
+        if !decision.obligations.is_empty() {
+            put("obligations", serde_json::to_value(&decision.obligations));
+        }
+        if !decision.advice.is_empty() {
+            put("advice", serde_json::to_value(&decision.advice));
+        }
+        if !decision.reasons.is_empty() {
+            put("reasons", serde_json::to_value(&decision.reasons));
+        }
+        if decision.policy != PolicyRevision::default() {
+            put("policy", serde_json::to_value(&decision.policy));
+        }
+        if decision.not_applicable {
+            put("not_applicable", Ok(Value::Bool(true)));
+        }
+        if !decision.diagnostics.is_empty() {
+            put("diagnostics", serde_json::to_value(&decision.diagnostics));
+        }
+        Self {
+            decision: decision.allowed,
+            context,
+        }
+    }
+
+    /// Parses an answer. Anything but a JSON object with a boolean `decision` and, if present,
+    /// an object `context` is an error.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+        Self::from_value(value)
+    }
+
+    fn from_value(value: Value) -> Result<Self, String> {
+        let Value::Object(mut object) = value else {
+            return Err("the answer is not a JSON object".into());
+        };
+        let decision = match object.remove("decision") {
+            Some(Value::Bool(decision)) => decision,
+            Some(_) => return Err("`decision` is not a boolean".into()),
+            None => return Err("the answer has no `decision`".into()),
+        };
+        let context = match object.remove("context") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(context)) => context,
+            Some(_) => return Err("`context` is not an object".into()),
+        };
+        Ok(Self { decision, context })
+    }
+
+    /// The decision the answer carries, with obligations, reasons, advice, policy revision and
+    /// diagnostics read from `context`. A member of the wrong shape is an error: a permit whose
+    /// obligations cannot be read must not be enforced without them.
+    pub fn into_decision(mut self) -> Result<Decision, PdpError> {
+        let mut decision = if self.decision {
+            Decision::permit()
+        } else {
+            Decision::deny()
+        };
+        if let Some(Value::String(id)) = self.context.get("decision_id")
+            && let Ok(id) = id.parse::<DecisionId>()
+        {
+            decision.id = id;
+        }
+        if let Some(value) = self.context.remove("obligations") {
+            decision.obligations =
+                member::<Vec<Obligation>>(value, "obligations").map_err(PdpError::policy)?;
+        }
+        if let Some(value) = self.context.remove("advice") {
+            decision.advice = member::<Vec<Advice>>(value, "advice").map_err(PdpError::policy)?;
+        }
+        if let Some(value) = self.context.remove("reasons") {
+            decision.reasons = member::<Vec<Reason>>(value, "reasons").map_err(PdpError::policy)?;
+        }
+        if let Some(value) = self.context.remove("policy") {
+            decision.policy =
+                member::<PolicyRevision>(value, "policy").map_err(PdpError::unavailable)?;
+        }
+        if let Some(value) = self.context.remove("diagnostics") {
+            decision.diagnostics =
+                member::<Vec<Diagnostic>>(value, "diagnostics").map_err(PdpError::unavailable)?;
+        }
+        if let Some(Value::Bool(true)) = self.context.get("not_applicable") {
+            decision.not_applicable = true;
+        }
+        Ok(decision)
+    }
+}
+
+fn member<T: serde::de::DeserializeOwned>(value: Value, name: &str) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| format!("malformed `{name}` in the answer: {e}"))
+}
+
+/// The answer to a batch: `{"evaluations": [{"decision": ..., "context": ...}, ...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationsResponse {
+    /// One answer per evaluated request, in order. With a short-circuit semantic the list ends
+    /// at the request that stopped the batch.
+    pub evaluations: Vec<EvaluationResponse>,
+}
+
+impl EvaluationsResponse {
+    /// Parses a batch answer.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+        let Value::Object(mut object) = value else {
+            return Err("the answer is not a JSON object".into());
+        };
+        let Some(Value::Array(items)) = object.remove("evaluations") else {
+            return Err("the answer has no `evaluations` array".into());
+        };
+        let evaluations = items
+            .into_iter()
+            .map(EvaluationResponse::from_value)
+            .collect::<Result<_, _>>()?;
+        Ok(Self { evaluations })
+    }
+}
+
+/// A batch request: default `subject`, `action`, `resource` and `context`, and a list of
+/// evaluations, each of which may override any of the four.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationsRequest {
+    /// The default subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    /// The default action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// The default resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+    /// The default context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Properties>,
+    /// The requests; an empty or missing list means the defaults form a single request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluations: Option<Vec<PartialRequest>>,
+    /// Batch options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<EvaluationsOptions>,
+}
+
+/// Options of a batch request.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EvaluationsOptions {
+    /// How the batch runs.
+    #[serde(default)]
+    pub evaluations_semantic: EvaluationsSemantic,
+    /// Other options, ignored.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// One request of a batch; missing members come from the batch's defaults.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialRequest {
+    /// The subject, if it differs from the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    /// The action, if it differs from the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// The resource, if it differs from the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+    /// The context, if it differs from the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Properties>,
+}
+
+impl EvaluationsRequest {
+    /// A batch that spells every request out in full.
+    pub fn new(requests: &[AccessRequest], semantic: EvaluationsSemantic) -> Self {
+        let evaluations = requests
+            .iter()
+            .map(|r| PartialRequest {
+                subject: Some(r.subject.clone()),
+                action: Some(r.action.clone()),
+                resource: Some(r.resource.clone()),
+                context: (!r.context.is_empty()).then(|| r.context.clone()),
+            })
+            .collect();
+        Self {
+            evaluations: Some(evaluations),
+            options: (semantic != EvaluationsSemantic::ExecuteAll).then(|| EvaluationsOptions {
+                evaluations_semantic: semantic,
+                other: Map::new(),
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the batch is in fact a single request (no or an empty `evaluations` list).
+    pub fn is_single(&self) -> bool {
+        self.evaluations.as_ref().is_none_or(Vec::is_empty)
+    }
+
+    /// The semantic asked for.
+    pub fn semantic(&self) -> EvaluationsSemantic {
+        self.options
+            .as_ref()
+            .map(|o| o.evaluations_semantic)
+            .unwrap_or_default()
+    }
+
+    /// The full requests, defaults filled in. An evaluation that ends up without a subject,
+    /// action or resource is an error naming its index and the missing member.
+    pub fn requests(&self) -> Result<Vec<AccessRequest>, String> {
+        let single = [PartialRequest::default()];
+        let items = match &self.evaluations {
+            Some(items) if !items.is_empty() => items.as_slice(),
+            _ => &single,
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let missing = |name: &str| format!("evaluations[{index}] has no `{name}`");
+                Ok(AccessRequest {
+                    subject: item
+                        .subject
+                        .clone()
+                        .or_else(|| self.subject.clone())
+                        .ok_or_else(|| missing("subject"))?,
+                    action: item
+                        .action
+                        .clone()
+                        .or_else(|| self.action.clone())
+                        .ok_or_else(|| missing("action"))?,
+                    resource: item
+                        .resource
+                        .clone()
+                        .or_else(|| self.resource.clone())
+                        .ok_or_else(|| missing("resource"))?,
+                    context: item
+                        .context
+                        .clone()
+                        .or_else(|| self.context.clone())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The PDP metadata document at [`METADATA_PATH`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The PDP's base URL.
+    pub policy_decision_point: String,
+    /// The access evaluation endpoint.
+    pub access_evaluation_endpoint: String,
+    /// The access evaluations endpoint, if the PDP has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_evaluations_endpoint: Option<String>,
+    /// Other members, kept as they are.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl Metadata {
+    /// The metadata of a PDP at `base` with the default endpoint paths.
+    pub fn for_base(base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        Self {
+            policy_decision_point: base.to_owned(),
+            access_evaluation_endpoint: format!("{base}{EVALUATION_PATH}"),
+            access_evaluations_endpoint: Some(format!("{base}{EVALUATIONS_PATH}")),
+            other: Map::new(),
+        }
+    }
+
+    /// Parses a metadata document.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|e| format!("malformed metadata: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn batch_members_default_from_the_top_level() {
+        let batch: EvaluationsRequest = serde_json::from_value(json!({
+            "subject": {"type": "user", "id": "alice"},
+            "action": {"name": "GET"},
+            "evaluations": [
+                {"resource": {"type": "route", "id": "/a"}},
+                {"resource": {"type": "route", "id": "/b"}, "action": {"name": "DELETE"}}
+            ],
+            "options": {"evaluations_semantic": "deny_on_first_deny"}
+        }))
+        .unwrap();
+        let requests = batch.requests().unwrap();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].action.name, "GET");
+        assert_eq!(requests[1].action.name, "DELETE");
+        assert_eq!(requests[1].subject.id, "alice");
+        assert_eq!(batch.semantic(), EvaluationsSemantic::DenyOnFirstDeny);
+    }
+
+    #[test]
+    fn a_batch_missing_a_member_names_it() {
+        let batch: EvaluationsRequest = serde_json::from_value(json!({
+            "subject": {"type": "user", "id": "alice"},
+            "evaluations": [{"action": {"name": "GET"}}]
+        }))
+        .unwrap();
+        assert_eq!(
+            batch.requests().unwrap_err(),
+            "evaluations[0] has no `resource`"
+        );
+    }
+
+    #[test]
+    fn malformed_answers_are_errors() {
+        for body in [
+            "<html>",
+            "{\"decision\": \"true\"}",
+            "{}",
+            "[true]",
+            "{\"decision\": true, \"context\": []}",
+            "{\"decision\": tr",
+        ] {
+            assert!(
+                EvaluationResponse::parse(body.as_bytes()).is_err(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_permit_with_a_malformed_obligation_is_not_a_permit() {
+        let answer = EvaluationResponse::parse(
+            br#"{"decision": true, "context": {"obligations": [{"type": "redact"}]}}"#,
+        )
+        .unwrap();
+        assert!(answer.into_decision().is_err());
+    }
+
+    #[test]
+    fn decisions_round_trip() {
+        let decision = Decision::permit()
+            .with_obligation(
+                Obligation::from_json(json!({"type": "redact", "paths": ["$.ssn"]})).unwrap(),
+            )
+            .with_policy(PolicyRevision::new("clinic", "1.0.0+sha256.00"));
+        let wire = serde_json::to_vec(&EvaluationResponse::from_decision(&decision)).unwrap();
+        let back = EvaluationResponse::parse(&wire)
+            .unwrap()
+            .into_decision()
+            .unwrap();
+        assert_eq!(back, decision);
+    }
+}
