@@ -9,6 +9,7 @@
 //! | `http` | [`http`]: the `PolicyLayer` for axum, tonic and any `tower::Service<http::Request<B>>` | yes |
 //! | `axum` | the axum integration of `http` (route templates, path parameters, the `Authorized` extractor) | yes |
 //! | `rego` | [`rego`]: the embedded Rego PDP on regorus | yes |
+//! | `cedar` | [`cedar`]: the embedded Cedar PDP on cedar-policy | no |
 //! | `telemetry` | [`telemetry`]: decision events, the bounded sink, Prometheus metrics | no |
 //! | `full` | every integration | no |
 //!
@@ -33,4 +34,10 @@ pub mod telemetry {
 #[cfg(feature = "rego")]
 pub mod rego {
     pub use warden_rego::*;
+}
+
+/// The embedded Cedar policy decision point (`warden-cedar`).
+#[cfg(feature = "cedar")]
+pub mod cedar {
+    pub use warden_cedar::*;
 }
