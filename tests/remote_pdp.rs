@@ -208,6 +208,7 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
 /// What a misbehaving PDP answers.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
+    Permit,
     Slow,
     Status500,
     Html,
@@ -227,6 +228,7 @@ async fn faulty(
         async move {
             seen.lock().unwrap().push(headers);
             match fault {
+                Fault::Permit => (StatusCode::OK, r#"{"decision": true}"#.to_owned()).into_response(),
                 Fault::Slow => {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     (StatusCode::OK, r#"{"decision": true}"#.to_owned()).into_response()
@@ -338,6 +340,49 @@ async fn trace_context_and_request_id_reach_the_pdp() {
     let untraced = &seen[1];
     assert!(untraced.get("traceparent").is_none());
     assert!(!untraced["x-request-id"].to_str().unwrap().is_empty());
+    task.abort();
+}
+
+#[tokio::test]
+async fn the_policy_layer_carries_the_callers_trace_to_the_remote_pdp() {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use warden_http::PolicyLayer;
+
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let (addr, task) = faulty(Fault::Permit, seen.clone()).await;
+    let pdp = RemotePdp::authzen(format!("http://{addr}"))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .layer(PolicyLayer::new(pdp).allow_anonymous());
+    let request = axum::http::Request::get("/health")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .header("x-request-id", "edge-7")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let untraced = axum::http::Request::get("/health")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.oneshot(untraced).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let seen = seen.lock().unwrap();
+    let traceparent = seen[0]["traceparent"].to_str().unwrap();
+    assert!(traceparent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
+    assert!(traceparent.ends_with("-01"));
+    assert!(!traceparent.contains("b7ad6b7169203331"));
+    assert_eq!(seen[0]["x-request-id"], "edge-7");
+    assert!(seen[1].get("traceparent").is_none());
     task.abort();
 }
 

@@ -11,7 +11,8 @@ use pin_project_lite::pin_project;
 use std::time::Instant;
 use tower_service::Service;
 
-use warden_core::{AccessRequest, Decision, DecisionId, ErrorClass, PdpError};
+use tracing::Instrument;
+use warden_core::{AccessRequest, Decision, DecisionId, ErrorClass, PdpError, TraceContext};
 use warden_telemetry::{DecisionEvent, Outcome, Telemetry};
 
 use super::Authorized;
@@ -110,8 +111,30 @@ where
     pub(crate) fn deciding(request: AccessRequest, pending: Pending<S, B>) -> Self {
         let pdp = pending.config.pdp.clone();
         let timeout = pending.config.timeout;
+        // The caller's trace goes with the decision, so a remote PDP joins it.
+        let headers = &pending.parts.headers;
+        let trace = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse)
+            .map(
+                |context| match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+                    Some(id) => context.with_request_id(id),
+                    None => context,
+                },
+            );
+        let span = tracing::info_span!(
+            "warden.decide",
+            warden.pep = "http",
+            warden.subject = %request.subject.id,
+            warden.action = %request.action.name,
+            warden.resource = %request.resource.id,
+            warden.decision_id = tracing::field::Empty,
+            warden.allowed = tracing::field::Empty,
+            warden.error = tracing::field::Empty,
+        );
         let decide = Box::pin(async move {
-            let result = {
+            let work = async {
                 let mut deciding = pdp.decide(&request);
                 // An embedded PDP answers on the first poll: only arm the timer when it does not.
                 let first =
@@ -124,6 +147,19 @@ where
                     },
                 }
             };
+            let result = match trace {
+                Some(trace) => trace.scope(work).instrument(span.clone()).await,
+                None => work.instrument(span.clone()).await,
+            };
+            match &result {
+                Ok(decision) => {
+                    span.record("warden.decision_id", tracing::field::display(decision.id));
+                    span.record("warden.allowed", decision.allowed);
+                }
+                Err(error) => {
+                    span.record("warden.error", error.class().as_str());
+                }
+            }
             (request, result)
         });
         Self {
