@@ -1,0 +1,966 @@
+//! [`SqlPolicy`]: the configured SQL PEP — parse, analyse, ask, rewrite, check.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde_json::{Value as Json, json};
+use sqlparser::ast::{
+    Expr, ObjectName, Query, Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
+};
+use sqlparser::parser::{Parser, ParserOptions};
+use sqlparser::tokenizer::{Token, Tokenizer};
+use warden_core::{
+    AccessRequest, Action, Decision, Obligation, Pdp, Predicate, Properties, Resource, Subject,
+    merge_obligations,
+};
+
+use crate::analyze::{AccessBuild, Check, Config, Operation, Plan, TableId, TablePlan, Walker};
+use crate::catalog::Catalog;
+use crate::dialect::{Dialect, DialectRules};
+use crate::error::{DenyReason, SqlError};
+use crate::filter::{Truth, eval, resolve};
+use crate::mask::Masks;
+use crate::request::{Enforcement, SqlRequest, SqlValue};
+
+/// Functions denied by default: file, network and process access, large objects, XML dumps of
+/// whole tables or queries, server administration and sleeps.
+pub const DEFAULT_DENIED_FUNCTIONS: &[&str] = &[
+    // PostgreSQL: files, large objects, server administration
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_*",
+    "pg_stat_file",
+    "pg_file_*",
+    "pg_logdir_ls",
+    "lo_*",
+    "dblink*",
+    "query_to_xml*",
+    "table_to_xml*",
+    "cursor_to_xml*",
+    "schema_to_xml*",
+    "database_to_xml*",
+    "query_to_json*",
+    "pg_sleep*",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "pg_create_*",
+    "pg_drop_*",
+    "pg_replication_*",
+    "pg_advisory_*",
+    "pg_notify",
+    "set_config",
+    "current_setting",
+    "pg_import_system_collations",
+    "copy_*",
+    // MySQL / MariaDB
+    "load_file",
+    "sys_exec",
+    "sys_eval",
+    "sleep",
+    "benchmark",
+    "get_lock",
+    "release_lock",
+    "master_pos_wait",
+    "source_pos_wait",
+    // SQLite
+    "load_extension",
+    "readfile",
+    "writefile",
+    "edit",
+    "fts3_tokenizer",
+    "pragma_*",
+    // other databases
+    "xp_*",
+    "sp_*",
+    "openrowset",
+    "opendatasource",
+    "openquery",
+    "utl_*",
+    "dbms_*",
+];
+
+/// The most statements each cache keeps, by default.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 4096;
+
+/// Why a [`SqlPolicy`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The dialect has no default schema and none was given.
+    #[error("the {0} dialect needs a default schema (the current database): call `default_schema`")]
+    NoDefaultSchema(Dialect),
+    /// The hash key is too short.
+    #[error("a hash key must have at least {min} bytes, this one has {len}")]
+    ShortHashKey {
+        /// The shortest allowed.
+        min: usize,
+        /// The given length.
+        len: usize,
+    },
+    /// The recursion limit is outside 1..=1000.
+    #[error("recursion limit {0} is outside 1..=1000")]
+    RecursionLimit(usize),
+    /// A mask template does not parse (a bug).
+    #[error("{0}")]
+    Mask(String),
+}
+
+/// Builds a [`SqlPolicy`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SqlPolicyBuilder {
+    dialect: Dialect,
+    default_schema: Option<String>,
+    catalog: Catalog,
+    allow_system: bool,
+    denied: Vec<String>,
+    hash_key: Option<Vec<u8>>,
+    replacement: String,
+    recursion_limit: usize,
+    cache_capacity: u64,
+}
+
+impl SqlPolicyBuilder {
+    /// The schema unqualified names belong to (default: `public` for PostgreSQL and generic,
+    /// `main` for SQLite; required for MySQL: the current database).
+    pub fn default_schema(mut self, schema: impl Into<String>) -> Self {
+        self.default_schema = Some(schema.into());
+        self
+    }
+
+    /// The column lists of the guarded relations.
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = catalog;
+        self
+    }
+
+    /// Lets statements read system catalogs and `information_schema` (still subject to the
+    /// policy: each one becomes an access request like any relation). Off by default.
+    pub fn allow_system_catalogs(mut self, allow: bool) -> Self {
+        self.allow_system = allow;
+        self
+    }
+
+    /// Adds functions to the deny-list (`name` or a `prefix*` pattern, case-insensitive).
+    pub fn deny_functions<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.denied
+            .extend(names.into_iter().map(|n| n.into().to_lowercase()));
+        self
+    }
+
+    /// Removes entries from the deny-list (exactly as they are listed).
+    pub fn allow_functions<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let allowed: Vec<String> = names.into_iter().map(|n| n.into().to_lowercase()).collect();
+        self.denied.retain(|d| !allowed.contains(d));
+        self
+    }
+
+    /// Replaces the deny-list (default [`DEFAULT_DENIED_FUNCTIONS`]).
+    pub fn function_deny_list<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.denied = names.into_iter().map(|n| n.into().to_lowercase()).collect();
+        self
+    }
+
+    /// The key of the `hash` mask (at least 16 bytes); without one `hash` is denied.
+    pub fn hash_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.hash_key = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// The text `redact` (and `year`, for values that are not dates) writes (default
+    /// `[REDACTED]`).
+    pub fn redact_replacement(mut self, text: impl Into<String>) -> Self {
+        self.replacement = text.into();
+        self
+    }
+
+    /// The parser's recursion limit (default 50).
+    pub fn recursion_limit(mut self, limit: usize) -> Self {
+        self.recursion_limit = limit;
+        self
+    }
+
+    /// How many statements the analysis and rewrite caches keep (default
+    /// [`DEFAULT_CACHE_CAPACITY`]); 0 turns them off.
+    pub fn cache_capacity(mut self, capacity: u64) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// Builds the policy.
+    pub fn build(self) -> Result<SqlPolicy, ConfigError> {
+        let rules = self.dialect.rules();
+        let default_schema = match self.default_schema {
+            Some(s) => s,
+            None => rules
+                .default_schema()
+                .ok_or(ConfigError::NoDefaultSchema(self.dialect))?
+                .to_owned(),
+        };
+        if let Some(key) = &self.hash_key
+            && key.len() < warden_core::MIN_HASH_KEY_LEN
+        {
+            return Err(ConfigError::ShortHashKey {
+                min: warden_core::MIN_HASH_KEY_LEN,
+                len: key.len(),
+            });
+        }
+        if !(1..=1000).contains(&self.recursion_limit) {
+            return Err(ConfigError::RecursionLimit(self.recursion_limit));
+        }
+        let masks = Masks::new(rules, &self.replacement, self.hash_key.as_deref())
+            .map_err(ConfigError::Mask)?;
+        let template = |sql: &str| -> Result<Query, ConfigError> {
+            let statement =
+                parse_one(rules, sql, 50).map_err(|e| ConfigError::Mask(e.to_string()))?;
+            match statement {
+                Statement::Query(q) => Ok(*q),
+                _ => Err(ConfigError::Mask(format!(
+                    "template `{sql}` is not a query"
+                ))),
+            }
+        };
+        let select_template = template("SELECT * FROM warden_source WHERE 1 = 1")?;
+        let rows_template =
+            template("WITH warden_rows AS (SELECT 1) SELECT * FROM warden_rows WHERE 1 = 1")?;
+        Ok(SqlPolicy {
+            inner: Arc::new(Inner {
+                dialect: self.dialect,
+                rules,
+                default_schema,
+                catalog: ArcSwap::from_pointee(self.catalog),
+                allow_system: self.allow_system,
+                denied: self.denied,
+                masks,
+                select_template,
+                rows_template,
+                recursion_limit: self.recursion_limit,
+                analyses: (self.cache_capacity > 0)
+                    .then(|| moka::sync::Cache::new(self.cache_capacity)),
+                rewrites: (self.cache_capacity > 0)
+                    .then(|| moka::sync::Cache::new(self.cache_capacity)),
+            }),
+        })
+    }
+}
+
+type Analyses = moka::sync::Cache<String, Arc<Result<Arc<Analysis>, SqlError>>>;
+type Rewrites = moka::sync::Cache<String, Arc<Rewrite>>;
+
+/// The SQL PEP's configuration and caches. Cheap to clone (an `Arc`).
+///
+/// One statement goes through four steps:
+///
+/// 1. **Parse** with sqlparser in the policy's dialect, with a recursion limit. One statement
+///    per string; unparseable input is refused.
+/// 2. **Analyse**: refuse what cannot be analysed with certainty (see [`DenyReason`]), resolve
+///    every relation (CTE names shadow tables only where the database says they do), and
+///    record one access per (relation, operation) with the columns involved.
+/// 3. **Ask**: one [`AccessRequest`] per access, decided in one batch; any deny or PDP error
+///    refuses the statement.
+/// 4. **Rewrite** with the obligations (`filter_rows`, `mask_columns`; `audit` is logged; any
+///    other type refuses the statement): every read of a guarded relation becomes
+///    `(SELECT <masked columns> FROM t AS warden_source WHERE <filter>) AS <alias>`, writes get
+///    the filter and row checks, `RETURNING` is masked.
+///
+/// Steps 1–2 are cached by statement text, step 4 by statement text and obligations.
+#[derive(Clone)]
+pub struct SqlPolicy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dialect: Dialect,
+    rules: &'static dyn DialectRules,
+    default_schema: String,
+    catalog: ArcSwap<Catalog>,
+    allow_system: bool,
+    denied: Vec<String>,
+    masks: Masks,
+    select_template: Query,
+    rows_template: Query,
+    recursion_limit: usize,
+    analyses: Option<Analyses>,
+    rewrites: Option<Rewrites>,
+}
+
+impl fmt::Debug for SqlPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlPolicy")
+            .field("dialect", &self.inner.dialect)
+            .field("default_schema", &self.inner.default_schema)
+            .field("catalog", &self.inner.catalog.load().len())
+            .field("allow_system_catalogs", &self.inner.allow_system)
+            .field("denied_functions", &self.inner.denied.len())
+            .finish()
+    }
+}
+
+/// A statement parsed and analysed: what it reads and writes.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    text: Arc<str>,
+    statement: Statement,
+    accesses: Vec<TableAccess>,
+    placeholders: HashMap<(u64, u64), usize>,
+    dialect: Dialect,
+}
+
+/// One (relation, operation) of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TableAccess {
+    /// `schema.table`.
+    pub id: String,
+    /// The schema.
+    pub schema: String,
+    /// The table (or view).
+    pub table: String,
+    /// The operation.
+    pub operation: Operation,
+    /// The columns read or written (a superset; every column for `*`; empty for `delete`).
+    pub columns: Vec<String>,
+}
+
+impl Analysis {
+    /// The accesses, one per (relation, operation), in the order first met.
+    pub fn accesses(&self) -> &[TableAccess] {
+        &self.accesses
+    }
+
+    /// The access requests for `subject`:
+    ///
+    /// ```json
+    /// {"subject": <subject>,
+    ///  "action": {"name": "select"},
+    ///  "resource": {"type": "table", "id": "public.patients",
+    ///               "properties": {"schema": "public", "table": "patients",
+    ///                              "columns": ["clinic_id", "name"]}},
+    ///  "context": {<the caller's context>, "sql": {"dialect": "postgres"}}}
+    /// ```
+    pub fn access_requests(&self, subject: &Subject, context: &Properties) -> Vec<AccessRequest> {
+        self.accesses
+            .iter()
+            .map(|a| {
+                let mut resource = Resource::new("table", a.id.clone());
+                resource
+                    .properties
+                    .insert("schema".into(), Json::String(a.schema.clone()));
+                resource
+                    .properties
+                    .insert("table".into(), Json::String(a.table.clone()));
+                resource.properties.insert(
+                    "columns".into(),
+                    Json::Array(a.columns.iter().cloned().map(Json::String).collect()),
+                );
+                let mut context = context.clone();
+                context.insert("sql".into(), json!({"dialect": self.dialect.name()}));
+                AccessRequest {
+                    subject: subject.clone(),
+                    action: Action::new(a.operation.as_str()),
+                    resource,
+                    context,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A rewritten statement and the row checks it needs at run time.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    sql: Arc<str>,
+    checks: Vec<Check>,
+    dialect: Dialect,
+}
+
+impl Rewrite {
+    /// The statement to run.
+    pub fn sql(&self) -> &Arc<str> {
+        &self.sql
+    }
+
+    /// Whether the statement writes rows that must be checked against bind parameters.
+    pub fn needs_params(&self) -> bool {
+        self.checks.iter().any(|c| {
+            c.row
+                .iter()
+                .any(|(_, k)| matches!(k, crate::filter::Known::Param(_)))
+        })
+    }
+
+    /// Checks the rows the statement writes against their row filters, with the statement's
+    /// bind parameters.
+    pub fn check(&self, params: &[SqlValue]) -> Result<(), DenyReason> {
+        let rules = self.dialect.rules();
+        for check in &self.checks {
+            let mut row = Vec::with_capacity(check.row.len());
+            for (column, known) in &check.row {
+                let value = match known {
+                    crate::filter::Known::Literal(l) => Some(l.clone()),
+                    crate::filter::Known::Param(i) => {
+                        let p = params.get(*i).ok_or_else(|| {
+                            DenyReason::Parameter(format!(
+                                "parameter {} is needed to check the row filter of `{}`",
+                                i + 1,
+                                check.table
+                            ))
+                        })?;
+                        p.literal()
+                    }
+                };
+                row.push((column.as_str(), value));
+            }
+            let lookup = |c: &str| {
+                row.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(c))
+                    .and_then(|(_, v)| v.clone())
+            };
+            match eval(&check.predicate, &lookup, rules) {
+                Truth::True => {}
+                Truth::False | Truth::Null => {
+                    return Err(DenyReason::RowFilterViolation(check.table.clone()));
+                }
+                Truth::Unknown => {
+                    return Err(DenyReason::CannotProve {
+                        table: check.table.clone(),
+                        detail: "the filter depends on values the statement does not fix".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SqlPolicy {
+    /// A builder for `dialect`.
+    pub fn builder(dialect: Dialect) -> SqlPolicyBuilder {
+        SqlPolicyBuilder {
+            dialect,
+            default_schema: None,
+            catalog: Catalog::new(),
+            allow_system: false,
+            denied: DEFAULT_DENIED_FUNCTIONS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            hash_key: None,
+            replacement: "[REDACTED]".into(),
+            recursion_limit: 50,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.inner.dialect
+    }
+
+    /// The current schema catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.load_full()
+    }
+
+    /// Replaces the schema catalog (after a migration, say) and empties the caches.
+    pub fn set_catalog(&self, catalog: Catalog) {
+        self.inner.catalog.store(Arc::new(catalog));
+        if let Some(c) = &self.inner.analyses {
+            c.invalidate_all();
+        }
+        if let Some(c) = &self.inner.rewrites {
+            c.invalidate_all();
+        }
+    }
+
+    /// Parses and analyses a statement (cached by its text).
+    pub fn analyze(&self, sql: &str) -> Result<Arc<Analysis>, SqlError> {
+        if let Some(cache) = &self.inner.analyses {
+            if let Some(hit) = cache.get(sql) {
+                return (*hit).clone();
+            }
+            let result = self.analyze_uncached(sql).map(Arc::new);
+            cache.insert(sql.to_owned(), Arc::new(result.clone()));
+            return result;
+        }
+        self.analyze_uncached(sql).map(Arc::new)
+    }
+
+    fn config<'a>(&'a self, catalog: &'a Catalog) -> Config<'a> {
+        Config {
+            rules: self.inner.rules,
+            default_schema: &self.inner.default_schema,
+            catalog,
+            allow_system: self.inner.allow_system,
+            masks: &self.inner.masks,
+            select_template: &self.inner.select_template,
+            rows_template: &self.inner.rows_template,
+        }
+    }
+
+    fn analyze_uncached(&self, sql: &str) -> Result<Analysis, SqlError> {
+        let rules = self.inner.rules;
+        let mut statement = parse_one(rules, sql, self.inner.recursion_limit)?;
+        let mut flat = Flat {
+            denied: &self.inner.denied,
+            rules,
+            relations: 0,
+            placeholders: Vec::new(),
+        };
+        if let ControlFlow::Break(reason) = statement.visit(&mut flat) {
+            return Err(reason.into());
+        }
+        let placeholders = number_placeholders(flat.placeholders);
+        let catalog = self.inner.catalog.load();
+        let config = self.config(&catalog);
+        let mut walker = Walker::new(&config, None, &placeholders);
+        walker.statement(&mut statement)?;
+        if walker.relations != flat.relations {
+            return Err(DenyReason::Unsupported(
+                "a relation in a position the PEP does not analyse".into(),
+            )
+            .into());
+        }
+        let accesses = walker
+            .accesses
+            .into_iter()
+            .filter(|a| a.used)
+            .map(|a| finish_access(a, &catalog))
+            .collect();
+        Ok(Analysis {
+            text: sql.into(),
+            statement,
+            accesses,
+            placeholders,
+            dialect: self.inner.dialect,
+        })
+    }
+
+    /// Rewrites an analysed statement with the decisions of its access requests (in order).
+    /// Any deny refuses it. The result is cached by statement text and obligations.
+    pub fn rewrite(
+        &self,
+        analysis: &Analysis,
+        decisions: &[Decision],
+        subject: &Subject,
+    ) -> Result<(Arc<Rewrite>, Vec<Obligation>, bool), SqlError> {
+        if decisions.len() != analysis.accesses.len() {
+            return Err(SqlError::Pdp(warden_core::PdpError::policy(format!(
+                "{} decisions for {} access requests",
+                decisions.len(),
+                analysis.accesses.len()
+            ))));
+        }
+        for (access, decision) in analysis.accesses.iter().zip(decisions) {
+            if !decision.allowed {
+                return Err(DenyReason::NotPermitted {
+                    action: access.operation.as_str().into(),
+                    table: access.id.clone(),
+                    reasons: decision.reasons.iter().map(|r| r.message.clone()).collect(),
+                }
+                .into());
+            }
+        }
+        let obligations = match decisions {
+            [] => Vec::new(),
+            [one] => merge_obligations(one.obligations.clone()),
+            many => merge_obligations(many.iter().flat_map(|d| d.obligations.clone()).collect()),
+        };
+        let (plan, key) = self.plan(analysis, &obligations, subject)?;
+        let rewrites = self.inner.rewrites.as_ref();
+        let full_key = rewrites.map(|_| {
+            let mut k = String::with_capacity(analysis.text.len() + key.len() + 1);
+            k.push_str(&analysis.text);
+            k.push('\u{0}');
+            k.push_str(&key);
+            k
+        });
+        if let (Some(cache), Some(k)) = (rewrites, &full_key)
+            && let Some(hit) = cache.get(k)
+        {
+            return Ok((hit, obligations, true));
+        }
+        let rewrite = Arc::new(self.rewrite_with(analysis, &plan)?);
+        if let (Some(cache), Some(k)) = (rewrites, full_key) {
+            cache.insert(k, rewrite.clone());
+        }
+        Ok((rewrite, obligations, false))
+    }
+
+    fn rewrite_with(&self, analysis: &Analysis, plan: &Plan) -> Result<Rewrite, SqlError> {
+        let catalog = self.inner.catalog.load();
+        let config = self.config(&catalog);
+        let mut statement = analysis.statement.clone();
+        let mut walker = Walker::new(&config, Some(plan), &analysis.placeholders);
+        walker.statement(&mut statement)?;
+        Ok(Rewrite {
+            sql: statement.to_string().into(),
+            checks: walker.checks,
+            dialect: self.inner.dialect,
+        })
+    }
+
+    /// The obligations that apply to each relation of the statement, and a key for the cache.
+    fn plan(
+        &self,
+        analysis: &Analysis,
+        obligations: &[Obligation],
+        subject: &Subject,
+    ) -> Result<(Plan, String), DenyReason> {
+        for o in obligations {
+            match o {
+                Obligation::FilterRows(_) | Obligation::MaskColumns(_) => {}
+                Obligation::Audit(a) => {
+                    tracing::info!(
+                        target: "warden_sql::audit",
+                        level = ?a.level,
+                        tags = ?a.tags,
+                        subject = %subject.id,
+                        tables = ?analysis.accesses.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+                        "audited SQL access"
+                    );
+                }
+                other => return Err(DenyReason::ObligationUnsupported(other.type_name().into())),
+            }
+        }
+        let mut plan = Plan::default();
+        let mut key = String::new();
+        let mut ids: Vec<&TableAccess> = analysis.accesses.iter().collect();
+        ids.sort_by(|a, b| a.id.cmp(&b.id));
+        ids.dedup_by(|a, b| a.id == b.id);
+        for access in ids {
+            let mut filters: Vec<Predicate> = Vec::new();
+            let mut masks: BTreeMap<String, warden_core::MaskStrategy> = BTreeMap::new();
+            for o in obligations {
+                match o {
+                    Obligation::FilterRows(f) if names(&f.table, access) => {
+                        filters.push(resolve(&f.predicate, subject)?);
+                    }
+                    Obligation::MaskColumns(m) if names(&m.table, access) => {
+                        for (column, strategy) in &m.columns {
+                            let column = column.to_lowercase();
+                            let merged = masks
+                                .get(&column)
+                                .map_or(*strategy, |s| s.stricter(*strategy));
+                            masks.insert(column, merged);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let filter = match filters.len() {
+                0 => None,
+                1 => filters.pop(),
+                _ => Some(Predicate::And(filters)),
+            };
+            if filter.is_none() && masks.is_empty() {
+                continue;
+            }
+            key.push_str(&access.id);
+            key.push('|');
+            if let Some(f) = &filter {
+                key.push_str(&serde_json::to_string(f).unwrap_or_default());
+            }
+            key.push('|');
+            for (c, s) in &masks {
+                key.push_str(c);
+                key.push('=');
+                key.push_str(s.name());
+                key.push(',');
+            }
+            key.push(';');
+            plan.tables
+                .insert(access.id.clone(), TablePlan { filter, masks });
+        }
+        Ok((plan, key))
+    }
+
+    /// Analyses `request`, asks `pdp`, rewrites and checks: the statement to run instead of the
+    /// caller's. Every error means the statement must not run.
+    pub async fn enforce<P: Pdp + ?Sized>(
+        &self,
+        pdp: &P,
+        request: &SqlRequest,
+    ) -> Result<Enforcement, SqlError> {
+        let analysis = self.analyze(&request.statement)?;
+        let requests = analysis.access_requests(&request.subject, &request.context);
+        let decisions = if requests.is_empty() {
+            Vec::new()
+        } else {
+            let results = pdp.decide_batch(&requests).await;
+            let mut decisions = Vec::with_capacity(results.len());
+            for result in results {
+                decisions.push(result.map_err(SqlError::Pdp)?);
+            }
+            decisions
+        };
+        let (rewrite, obligations, cache_hit) =
+            self.rewrite(&analysis, &decisions, &request.subject)?;
+        rewrite.check(&request.params)?;
+        Ok(Enforcement {
+            statement: rewrite.sql.clone(),
+            requests,
+            decisions,
+            obligations,
+            cache_hit,
+        })
+    }
+}
+
+/// Whether an obligation's `table` (`t` or `schema.t`) names the access's relation.
+fn names(table: &str, access: &TableAccess) -> bool {
+    match table.split_once('.') {
+        Some((schema, t)) => {
+            schema.eq_ignore_ascii_case(&access.schema) && t.eq_ignore_ascii_case(&access.table)
+        }
+        None => table.eq_ignore_ascii_case(&access.table),
+    }
+}
+
+fn finish_access(a: AccessBuild, catalog: &Catalog) -> TableAccess {
+    let TableId { schema, table } = a.table.clone();
+    let id = a.table.id();
+    let columns = if a.operation == Operation::Delete {
+        Vec::new()
+    } else if a.all_columns {
+        match catalog.columns(&id) {
+            Some(cols) => cols.iter().map(|c| c.to_lowercase()).collect(),
+            None => {
+                let mut cols: Vec<String> = a.columns.into_iter().collect();
+                cols.push("*".into());
+                cols
+            }
+        }
+    } else {
+        a.columns.into_iter().collect()
+    };
+    TableAccess {
+        id,
+        schema,
+        table,
+        operation: a.operation,
+        columns,
+    }
+}
+
+/// Statement keywords that are refused even when the parser does not know their syntax.
+const REFUSED_KEYWORDS: &[&str] = &[
+    "ALTER",
+    "ANALYZE",
+    "ATTACH",
+    "BEGIN",
+    "CALL",
+    "CHECKPOINT",
+    "CLUSTER",
+    "COMMENT",
+    "COMMIT",
+    "COPY",
+    "CREATE",
+    "DEALLOCATE",
+    "DECLARE",
+    "DESC",
+    "DESCRIBE",
+    "DETACH",
+    "DISCARD",
+    "DO",
+    "DROP",
+    "EXECUTE",
+    "EXPLAIN",
+    "FLUSH",
+    "GRANT",
+    "HANDLER",
+    "IMPORT",
+    "INSTALL",
+    "KILL",
+    "LISTEN",
+    "LOAD",
+    "LOCK",
+    "NOTIFY",
+    "OPTIMIZE",
+    "PRAGMA",
+    "PREPARE",
+    "REASSIGN",
+    "REFRESH",
+    "REINDEX",
+    "RELEASE",
+    "RENAME",
+    "REPAIR",
+    "RESET",
+    "REVOKE",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "SECURITY",
+    "SET",
+    "SHOW",
+    "SHUTDOWN",
+    "START",
+    "TRUNCATE",
+    "UNLISTEN",
+    "UNLOCK",
+    "USE",
+    "VACUUM",
+];
+
+/// Parses exactly one statement; a failure is classified (several statements, a refused
+/// kind) when the tokens tell.
+pub(crate) fn parse_one(
+    rules: &dyn DialectRules,
+    sql: &str,
+    recursion_limit: usize,
+) -> Result<Statement, SqlError> {
+    let parsed = Parser::new(rules.parser())
+        .with_recursion_limit(recursion_limit)
+        .with_options(ParserOptions::new().with_unescape(false))
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements());
+    match parsed {
+        Ok(mut statements) => match statements.len() {
+            0 => Err(DenyReason::EmptyStatement.into()),
+            1 => statements
+                .pop()
+                .ok_or_else(|| DenyReason::EmptyStatement.into()),
+            n => Err(DenyReason::MultipleStatements(n).into()),
+        },
+        Err(error) => {
+            let Ok(tokens) = Tokenizer::new(rules.parser(), sql)
+                .with_unescape(false)
+                .tokenize()
+            else {
+                return Err(SqlError::Parse(error.to_string()));
+            };
+            let significant: Vec<&Token> = tokens
+                .iter()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .collect();
+            let groups = significant
+                .split(|t| matches!(t, Token::SemiColon))
+                .filter(|g| !g.is_empty())
+                .count();
+            if groups > 1 {
+                return Err(DenyReason::MultipleStatements(groups).into());
+            }
+            if groups == 0 {
+                return Err(DenyReason::EmptyStatement.into());
+            }
+            if let Some(Token::Word(w)) = significant.first() {
+                let upper = w.value.to_ascii_uppercase();
+                if w.quote_style.is_none() && REFUSED_KEYWORDS.contains(&upper.as_str()) {
+                    return Err(DenyReason::StatementKind(upper).into());
+                }
+            }
+            Err(SqlError::Parse(error.to_string()))
+        }
+    }
+}
+
+/// Gives each placeholder its 0-based parameter index: `$n` is `n - 1`, `?NNN` is `NNN - 1`,
+/// plain `?` count in order of appearance. Named placeholders get none.
+fn number_placeholders(mut found: Vec<(u64, u64, String)>) -> HashMap<(u64, u64), usize> {
+    found.sort();
+    let mut next = 0usize;
+    let mut out = HashMap::new();
+    for (line, column, text) in found {
+        let index = if text == "?" {
+            let i = next;
+            next += 1;
+            Some(i)
+        } else if let Some(n) = text.strip_prefix('$').or_else(|| text.strip_prefix('?')) {
+            n.parse::<usize>().ok().and_then(|n| n.checked_sub(1))
+        } else {
+            None
+        };
+        if let Some(i) = index {
+            out.insert((line, column), i);
+        }
+    }
+    out
+}
+
+/// The flat pass over the whole statement: the function deny-list, the relation count the
+/// walk must match, and the placeholders.
+struct Flat<'a> {
+    denied: &'a [String],
+    rules: &'static dyn DialectRules,
+    relations: usize,
+    placeholders: Vec<(u64, u64, String)>,
+}
+
+impl Flat<'_> {
+    fn check(&self, name: &ObjectName) -> ControlFlow<DenyReason> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| self.rules.fold(i).to_lowercase())
+            .collect();
+        let full = parts.join(".");
+        let last = parts.last().cloned().unwrap_or_default();
+        let matches = |pattern: &str, name: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        };
+        if self
+            .denied
+            .iter()
+            .any(|d| matches(d, &last) || matches(d, &full))
+        {
+            return ControlFlow::Break(DenyReason::DeniedFunction(full));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Visitor for Flat<'_> {
+    type Break = DenyReason;
+
+    fn pre_visit_relation(&mut self, _relation: &ObjectName) -> ControlFlow<DenyReason> {
+        self.relations += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<DenyReason> {
+        match factor {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | TableFactor::Function { name, .. } => self.check(name),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<DenyReason> {
+        if let Expr::Function(f) = expr {
+            return self.check(&f.name);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<DenyReason> {
+        if let Value::Placeholder(p) = &value.value {
+            self.placeholders
+                .push((value.span.start.line, value.span.start.column, p.clone()));
+        }
+        ControlFlow::Continue(())
+    }
+}
