@@ -1,0 +1,95 @@
+//! `warden serve`: the PDP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use warden_server::{DEFAULT_BODY_LIMIT, Server};
+
+/// Serve a policy directory over AuthZEN 1.0 and the OPA Data API.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The policy directory (Rego or Cedar).
+    #[arg(long, value_name = "DIR")]
+    policy: PathBuf,
+    /// The address to listen on. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
+    addr: SocketAddr,
+    /// How often to check the policy directory for changes, e.g. `1s`; `0s` turns reloading off.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    watch: Duration,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// The URL clients reach the server at, for the AuthZEN metadata document.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> ExitCode {
+    let mut builder = Server::builder()
+        .policy_dir(&args.policy)
+        .body_limit(args.body_limit);
+    if !args.watch.is_zero() {
+        builder = builder.watch(args.watch);
+    }
+    if let Some(url) = &args.public_url {
+        builder = builder.public_url(url);
+    }
+    let server = builder.build();
+    // Load before listening, so that a mistake in the policies is reported at once; the
+    // server keeps retrying when the files change.
+    if let Err(error) = server.load() {
+        eprintln!("warden serve: {error}");
+        eprintln!("warden serve: serving anyway; /health answers 503 until the policies load");
+    }
+    let listener = match tokio::net::TcpListener::bind(args.addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("warden serve: cannot listen on {}: {e}", args.addr);
+            return ExitCode::from(2);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(args.addr);
+    match server.revision() {
+        Some(revision) => println!(
+            "warden: serving policy {} at revision {} on http://{addr}",
+            revision.id, revision.revision
+        ),
+        None => println!("warden: listening on http://{addr} (policies not loaded)"),
+    }
+    match server.serve(listener, shutdown_signal()).await {
+        Ok(()) => {
+            println!("warden: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warden serve: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

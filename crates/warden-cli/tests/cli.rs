@@ -1,0 +1,221 @@
+//! `warden eval` and `warden serve`, run as a user runs them.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers fail loudly"
+)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn warden() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
+    command.current_dir(root());
+    command
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn nurse(clinic: &str) -> String {
+    json!({
+        "subject": {"type": "user", "id": "nina", "properties": {"role": "nurse", "clinics": ["c1"]}},
+        "action": {"name": "GET"},
+        "resource": {"type": "route", "id": "/clinics/{clinic_id}/patients/{patient_id}",
+                     "properties": {"params": {"clinic_id": clinic, "patient_id": "p1"}, "query": {}}}
+    })
+    .to_string()
+}
+
+fn eval_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = warden()
+        .arg("eval")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn decision(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not a decision ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[test]
+fn eval_exits_0_on_permit_1_on_deny_with_the_decision_on_stdout() {
+    for policy in ["policies/clinic", "policies/clinic-cedar"] {
+        let permit = eval_stdin(&["--policy", policy], &nurse("c1"));
+        assert_eq!(permit.status.code(), Some(0), "{policy}: {permit:?}");
+        let body = decision(&permit);
+        assert_eq!(body["allowed"], true);
+        assert_eq!(body["policy"]["id"], "clinic");
+        assert!(!body["obligations"].as_array().unwrap().is_empty());
+
+        let deny = warden()
+            .args(["eval", "--policy", policy, "--request", &nurse("c2")])
+            .output()
+            .unwrap();
+        assert_eq!(deny.status.code(), Some(1), "{policy}: {deny:?}");
+        assert_eq!(decision(&deny)["allowed"], false);
+    }
+}
+
+#[test]
+fn eval_reads_a_request_file() {
+    let path = std::env::temp_dir().join(format!("warden-cli-request-{}.json", std::process::id()));
+    std::fs::write(&path, nurse("c1")).unwrap();
+    let output = warden()
+        .args(["eval", "--policy", "policies/clinic", "--request"])
+        .arg(format!("@{}", path.display()))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
+
+#[test]
+fn eval_exits_2_on_errors_with_a_message() {
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["--policy", "policies/clinic"],
+            "{not json",
+            "not an AuthZEN access request",
+        ),
+        (
+            &["--policy", "policies/clinic"],
+            r#"{"subject": {"type": "user", "id": "a"}}"#,
+            "missing field",
+        ),
+        (&["--policy", "no/such/dir"], &nurse("c1"), "no/such/dir"),
+        (&[], &nurse("c1"), "--policy"),
+        (
+            &["--remote", "http://127.0.0.1:9", "--timeout", "300ms"],
+            &nurse("c1"),
+            "unavailable",
+        ),
+    ];
+    for (args, stdin, message) in cases {
+        let output = eval_stdin(args, stdin);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "nothing on stdout for an error");
+    }
+}
+
+/// `warden serve` on a free port, stopped with SIGTERM when dropped.
+struct Serving {
+    child: Child,
+    url: String,
+}
+
+impl Serving {
+    fn start(policy: &str) -> Self {
+        let mut child = warden()
+            .args([
+                "serve",
+                "--policy",
+                policy,
+                "--addr",
+                "127.0.0.1:0",
+                "--watch",
+                "0s",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_owned();
+        assert!(
+            line.contains("serving policy clinic at revision 1.0.0+sha256."),
+            "{line}"
+        );
+        Self { child, url }
+    }
+
+    fn stop(mut self) -> Output {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_answers_eval_remote_and_stops_on_sigterm() {
+    for policy in ["policies/clinic", "policies/clinic-cedar"] {
+        let server = Serving::start(policy);
+        let permit = eval_stdin(&["--remote", &server.url], &nurse("c1"));
+        assert_eq!(permit.status.code(), Some(0), "{policy}: {permit:?}");
+        assert_eq!(decision(&permit)["policy"]["id"], "clinic");
+        let deny = eval_stdin(&["--remote", &server.url], &nurse("c2"));
+        assert_eq!(deny.status.code(), Some(1), "{policy}: {deny:?}");
+        if policy == "policies/clinic" {
+            let opa = eval_stdin(
+                &[
+                    "--remote",
+                    &server.url,
+                    "--protocol",
+                    "opa",
+                    "--opa-path",
+                    "clinic/decision",
+                ],
+                &nurse("c1"),
+            );
+            assert_eq!(opa.status.code(), Some(0), "{opa:?}");
+        }
+        let output = server.stop();
+        assert!(output.status.success(), "{output:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("warden: stopped"));
+    }
+}
+
+#[test]
+fn serve_refuses_a_port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = warden()
+        .args(["serve", "--policy", "policies/clinic", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
+}
