@@ -1,6 +1,10 @@
 //! Decision events and metrics of the `PolicyLayer`: one event per request, the right outcome
 //! and error class, sensitive attributes redacted, counts that add up.
-#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers fail the test loudly"
+)]
 
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +17,7 @@ use tower::ServiceExt;
 use warden_core::{Decision, ErrorClass, Obligation, PdpError};
 use warden_http::{JwtVerifier, PolicyLayer};
 use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
-use warden_test::{Answer, ScriptedPdp, TestTokens};
+use warden_test::{Answer, ScriptedPdp, StaticPdp, TestTokens};
 
 fn telemetry() -> (Telemetry, Arc<Mutex<Vec<DecisionEvent>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -177,4 +181,52 @@ async fn every_request_reports_one_event_with_its_outcome_and_class() {
         text.contains(&format!("warden_decision_duration_seconds_count {total}")),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn events_flag_cache_hits_and_hide_what_the_decision_redacts() {
+    use warden_core::{CacheConfig, PdpExt, PolicyRevision, Subject};
+
+    let (telemetry, seen) = telemetry();
+    let pdp = StaticPdp::new(
+        Decision::permit()
+            .with_obligation(obligation(
+                json!({"type": "redact", "paths": ["$.patients[*].diagnosis", "$['mrn']"]}),
+            ))
+            .with_policy(PolicyRevision::new("p", "1")),
+    )
+    .with_cache(CacheConfig::default());
+    let app = Router::new()
+        .route("/r", get(|| async { axum::Json(json!({"ok": true})) }))
+        .layer(PolicyLayer::new(pdp).telemetry(telemetry.clone()));
+    for _ in 0..3 {
+        let mut request = Request::get("/r").body(Body::empty()).unwrap();
+        request.extensions_mut().insert(
+            Subject::user("dora")
+                .with_property("diagnosis", "flu")
+                .with_property("profile", json!({"MRN": "12345", "ward": "b"})),
+        );
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    telemetry.flush().await;
+    let events = seen.lock().unwrap().clone();
+    assert_eq!(events.len(), 3);
+    assert!(!events[0].cache_hit, "the first decision is the PDP's");
+    assert!(events[1].cache_hit && events[2].cache_hit);
+    let metrics = telemetry.metrics();
+    assert_eq!((metrics.cache_hits(), metrics.cache_misses()), (2, 1));
+    assert!(
+        metrics
+            .render_prometheus()
+            .contains("warden_cache_hits_total 2")
+    );
+    for event in &events {
+        let subject = &event.attributes["subject"];
+        assert_eq!(subject["diagnosis"], "[REDACTED]", "{subject}");
+        assert_eq!(subject["profile"]["MRN"], "[REDACTED]", "{subject}");
+        assert_eq!(subject["profile"]["ward"], "b", "only what is redacted");
+        let text = serde_json::to_string(event).unwrap();
+        assert!(!text.contains("flu") && !text.contains("12345"), "{text}");
+    }
 }

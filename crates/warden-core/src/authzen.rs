@@ -24,7 +24,7 @@
 //!     .with_policy(PolicyRevision::new("clinic", "1.0.0"));
 //! let wire = serde_json::to_value(EvaluationResponse::from_decision(&decision)).unwrap();
 //! assert_eq!(wire["decision"], false);
-//! assert_eq!(wire["context"]["reasons"][0], "not a member of the clinic");
+//! assert_eq!(wire["context"]["reasons"][0]["message"], "not a member of the clinic");
 //!
 //! let back = EvaluationResponse::parse(wire.to_string().as_bytes()).unwrap().into_decision().unwrap();
 //! assert_eq!(back.allowed, false);

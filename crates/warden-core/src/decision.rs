@@ -191,6 +191,9 @@ pub struct Decision {
     /// Which side of a canary rollout decided (`"active"` or `"canary"`), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_by: Option<String>,
+    /// Set when a decision cache served the decision without asking the PDP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_hit: bool,
 }
 
 impl Decision {
@@ -206,6 +209,7 @@ impl Decision {
             diagnostics: Vec::new(),
             fallback: None,
             served_by: None,
+            cache_hit: false,
         }
     }
 

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use http::request::Parts;
 use serde_json::Value;
-use warden_core::{AccessRequest, Decision, ErrorClass};
+use warden_core::{AccessRequest, Decision, ErrorClass, Obligation};
 use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
 
 use crate::access::{UNMATCHED_ROUTE, matched_route};
@@ -70,6 +70,7 @@ pub(crate) fn decided(
         event.decision_id = Some(d.id.to_string());
         event.policy = Some(d.policy.clone());
         event.fallback = d.fallback.map(|f| f.as_str().to_owned());
+        event.cache_hit = d.cache_hit;
         if outcome == Outcome::Permit {
             event.obligations = d
                 .obligations
@@ -90,7 +91,27 @@ pub(crate) fn decided(
     event
         .attributes
         .insert("context".into(), Value::Object(request.context.clone()));
+    // What the decision hides from the response stays hidden in the log.
+    if let Some(d) = decision {
+        let hidden: Vec<&str> = d
+            .obligations
+            .iter()
+            .filter_map(|o| match o {
+                Obligation::Redact(redact) => Some(redact.paths.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|path| last_member(path))
+            .collect();
+        event.redact_attributes(&hidden);
+    }
     event
+}
+
+/// The member a JSONPath ends with: `ssn` for `$..ssn`, `$.patients[*].ssn` or `$['ssn']`.
+fn last_member(path: &str) -> Option<&str> {
+    path.rsplit(['.', '[', ']', '\'', '"', '*', '$', ' '])
+        .find(|s| !s.is_empty() && !s.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn pep(grpc: bool) -> Pep {

@@ -108,6 +108,9 @@ pub struct DecisionEvent {
     /// The fallback that served the decision, if any (`stale`, `fail_open`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// Whether a decision cache served the decision.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_hit: bool,
     /// For refusals: `pdp_unavailable`, `policy_error`, `obligation_unsupported` or `violation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<String>,

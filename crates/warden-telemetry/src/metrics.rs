@@ -27,6 +27,8 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS_US.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
     pub(crate) dropped: AtomicU64,
 }
 
@@ -67,6 +69,21 @@ impl Metrics {
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(event.latency_us, Ordering::Relaxed);
+        if event.cache_hit {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        } else if event.decision_id.is_some() {
+            self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Decisions a decision cache served.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.load(Ordering::Relaxed)
+    }
+
+    /// Decisions not served from a cache (every decision, when there is no cache).
+    pub fn cache_misses(&self) -> u64 {
+        self.cache_misses.load(Ordering::Relaxed)
     }
 
     /// Decisions counted for `pep` and `outcome`.
@@ -108,6 +125,16 @@ impl Metrics {
                 load(counter)
             );
         }
+        out.push_str("# HELP warden_cache_hits_total Decisions served by a decision cache.\n");
+        out.push_str("# TYPE warden_cache_hits_total counter\n");
+        let _ = writeln!(out, "warden_cache_hits_total {}", load(&self.cache_hits));
+        out.push_str("# HELP warden_cache_misses_total Decisions the PDP was asked for.\n");
+        out.push_str("# TYPE warden_cache_misses_total counter\n");
+        let _ = writeln!(
+            out,
+            "warden_cache_misses_total {}",
+            load(&self.cache_misses)
+        );
         out.push_str("# HELP warden_fallbacks_total Decisions served by a fallback.\n");
         out.push_str("# TYPE warden_fallbacks_total counter\n");
         for (kind, counter) in FALLBACKS.iter().zip(&self.fallbacks) {

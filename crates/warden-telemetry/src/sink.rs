@@ -195,12 +195,15 @@ impl Telemetry {
     }
 }
 
+/// What a redacted attribute value becomes.
+const REDACTED: &str = "[REDACTED]";
+
 /// Replaces the values of sensitive attributes (at any depth) with `"[REDACTED]"`.
 fn redact(map: &mut Map<String, Value>, sensitive: &[String]) {
     for (key, value) in map.iter_mut() {
         let lower = key.to_ascii_lowercase();
         if sensitive.iter().any(|s| lower.contains(s.as_str())) {
-            *value = Value::String("[REDACTED]".into());
+            *value = Value::String(REDACTED.to_owned());
         } else {
             redact_value(value, sensitive);
         }
@@ -239,9 +242,42 @@ impl DecisionEvent {
             policy: None,
             latency_us: 0,
             fallback: None,
+            cache_hit: false,
             error_class: None,
             attributes: Map::new(),
         }
+    }
+
+    /// Redacts, at any depth of the attributes, the values of members named `names` (exact,
+    /// case-insensitive). A PEP calls it with the member names of the paths a decision redacts,
+    /// so what the response hides does not reappear in the decision log.
+    pub fn redact_attributes<S: AsRef<str>>(&mut self, names: &[S]) {
+        let names: Vec<String> = names
+            .iter()
+            .map(|n| n.as_ref().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if !names.is_empty() {
+            redact_exact(&mut self.attributes, &names);
+        }
+    }
+}
+
+fn redact_exact(map: &mut Map<String, Value>, names: &[String]) {
+    for (key, value) in map.iter_mut() {
+        if names.iter().any(|n| key.eq_ignore_ascii_case(n)) {
+            *value = Value::String(REDACTED.to_owned());
+        } else {
+            redact_exact_value(value, names);
+        }
+    }
+}
+
+fn redact_exact_value(value: &mut Value, names: &[String]) {
+    match value {
+        Value::Object(map) => redact_exact(map, names),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_exact_value(v, names)),
+        _ => {}
     }
 }
 

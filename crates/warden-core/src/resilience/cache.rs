@@ -212,7 +212,9 @@ impl<P: Pdp> DecisionCache<P> {
         let key = cache_key(request, &self.config.ignore_context, &revision);
         if let Some(hit) = self.cache.get(&key).await {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(fresh(&hit));
+            let mut decision = fresh(&hit);
+            decision.cache_hit = true;
+            return Ok(decision);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let outcome = self
