@@ -10,7 +10,7 @@
 //! | `decision_id` | the PDP's id for the decision |
 //! | `obligations` | array of obligation objects (`{"type": "redact", ...}`) |
 //! | `advice` | array of advice objects |
-//! | `reasons` | array of strings or `{"message": ...}` objects |
+//! | `reasons` | array of `{"message": ...}` objects (plain strings are read too) |
 //! | `policy` | `{"id": ..., "revision": ...}` of the policy that decided |
 //! | `not_applicable` | `true` when no policy applied |
 //! | `diagnostics` | `[{"error": "policy_error", "message": ...}]` when the policy failed |

@@ -19,7 +19,7 @@
 //! |---|---|
 //! | `obligations` | array of obligation objects (`{"type": "redact", ...}`), enforced by the PEP |
 //! | `advice` | array of advice objects |
-//! | `reasons` | array of strings or `{"message": ...}` objects |
+//! | `reasons` | array of `{"message": ...}` objects (plain strings are read too) |
 //! | `policy` | `{"id": ..., "revision": ...}` of the policy that decided |
 //! | `decision_id` | the PDP's id for the decision (a UUID), kept for correlation |
 //! | `diagnostics` | `[{"error": "policy_error", "message": ...}]` when the policy failed |
