@@ -40,6 +40,7 @@ use tower::ServiceExt;
 use warden_core::{CacheConfig, PdpExt, Subject};
 use warden_http::{JwtVerifier, PolicyLayer};
 use warden_rego::RegoPdp;
+use warden_telemetry::{DecisionEvent, Telemetry};
 use warden_test::TestTokens;
 
 /// The path every benchmarked request asks for: the clinic policy permits it to staff, with no
@@ -92,6 +93,14 @@ fn verifier() -> JwtVerifier {
     JwtVerifier::new()
         .hs256(warden_test::HS256_SECRET)
         .expect("the HS256 verifier builds")
+}
+
+/// As [`with_layer_cached`], with decision events and metrics: every event is serialized to a
+/// JSON line (and thrown away) by the sink's writer task, as a log exporter would.
+fn with_layer_cached_telemetry(telemetry: Telemetry) -> Router {
+    bare().layer(
+        PolicyLayer::new(clinic_pdp().with_cache(CacheConfig::default())).telemetry(telemetry),
+    )
 }
 
 /// Subjects from an HS256 bearer token the layer verifies.
@@ -249,6 +258,7 @@ struct Setup {
     layer_jwt: Router,
     layer_cached: Router,
     layer_jwt_cached: Router,
+    layer_cached_telemetry: Router,
     subject: Credentials,
     bearer: Credentials,
     loop_bare: Loopback,
@@ -267,6 +277,14 @@ impl Setup {
             .build()
             .unwrap();
         let token = bearer_token();
+        let telemetry = client.block_on(async {
+            Telemetry::builder()
+                .writer(|event: &DecisionEvent| {
+                    black_box(serde_json::to_vec(event).ok());
+                })
+                .build()
+                .unwrap()
+        });
         let loop_bare = Loopback::new(serve(&server, bare()), token.clone());
         let loop_layer = Loopback::new(serve(&server, with_layer_jwt()), token.clone());
         let loop_layer_cached =
@@ -279,6 +297,7 @@ impl Setup {
             layer_jwt: with_layer_jwt(),
             layer_cached: with_layer_cached(),
             layer_jwt_cached: with_layer_jwt_cached(),
+            layer_cached_telemetry: with_layer_cached_telemetry(telemetry),
             subject: Credentials::subject(),
             bearer: Credentials::Bearer(token),
             loop_bare,
@@ -308,6 +327,11 @@ impl Setup {
                     "PolicyLayer + cache + JWT",
                     &self.layer_jwt_cached,
                     &self.bearer,
+                ),
+                (
+                    "PolicyLayer + cache + telemetry + subject",
+                    &self.layer_cached_telemetry,
+                    &self.subject,
                 ),
             ] {
                 let (status, body) = oneshot(app, credentials, PATH).await;
@@ -348,6 +372,11 @@ fn oneshot_group(c: &mut Criterion, s: &Setup) {
         ("bare/bearer", &s.bare, &s.bearer),
         ("policy_rego/jwt_hs256", &s.layer_jwt, &s.bearer),
         ("policy_rego_cached/subject", &s.layer_cached, &s.subject),
+        (
+            "policy_rego_cached_telemetry/subject",
+            &s.layer_cached_telemetry,
+            &s.subject,
+        ),
         (
             "policy_rego_cached/jwt_hs256",
             &s.layer_jwt_cached,
@@ -484,6 +513,30 @@ fn summary(s: &Setup) {
     );
 }
 
+/// DESIGN §9: telemetry may add at most this much to a cached decision through the layer.
+const TARGET_TELEMETRY_COST: f64 = 1.10;
+
+fn telemetry_summary(s: &Setup) {
+    let (off, on) = compare(
+        &s.client,
+        ONESHOT_ITERS,
+        |n| run_oneshot(&s.layer_cached, &s.subject, n),
+        |n| run_oneshot(&s.layer_cached_telemetry, &s.subject, n),
+    );
+    let ratio = on.as_secs_f64() / off.as_secs_f64();
+    let verdict = if ratio <= TARGET_TELEMETRY_COST {
+        "meets"
+    } else {
+        "misses"
+    };
+    println!(
+        "http_layer/oneshot telemetry on vs off, cached decision: off {:.2} µs/req, on {:.2} µs/req, \
+         ratio (time on/off): {ratio:.2} ({verdict} target ≤ {TARGET_TELEMETRY_COST:.2})",
+        off.as_secs_f64() * 1e6,
+        on.as_secs_f64() * 1e6,
+    );
+}
+
 fn main() {
     let setup = Setup::new();
     let mut c = Criterion::default().configure_from_args();
@@ -494,5 +547,6 @@ fn main() {
     // benchmark once and skips the own timing.
     if std::env::args().any(|arg| arg == "--bench") {
         summary(&setup);
+        telemetry_summary(&setup);
     }
 }
