@@ -9,7 +9,6 @@
 //! Run: `cargo bench -p warden-benches --bench remote_pdp -- --noplot`.
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
     reason = "benchmark setup fails loudly"
 )]
