@@ -1004,7 +1004,7 @@ impl<'a> Walker<'a> {
                     d
                 })
                 .collect();
-            cte.query = Box::new(original);
+            *cte.query = original;
         }
         if let SetExpr::Select(select) = guarded.body.as_mut() {
             select.selection = Some(condition);
@@ -1407,7 +1407,7 @@ impl<'a> Walker<'a> {
         if self
             .forbidden_ctes
             .last()
-            .is_some_and(|f| f.iter().any(|n| *n == folded))
+            .is_some_and(|f| f.contains(&folded))
         {
             return Err(DenyReason::Unsupported(format!(
                 "a forward reference to CTE `{folded}` in `WITH RECURSIVE`"

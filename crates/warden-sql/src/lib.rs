@@ -53,11 +53,13 @@
 //! | `sqlx-sqlite` | [`adapters::SqlxSqlite`]: a sqlx SQLite pool | no |
 //! | `tokio-postgres` | [`adapters::TokioPostgres`]: a tokio-postgres client | no |
 
+pub mod adapters;
 mod analyze;
 mod catalog;
 mod dialect;
 mod error;
 mod filter;
+mod layer;
 mod mask;
 mod policy;
 mod request;
@@ -66,6 +68,7 @@ pub use analyze::Operation;
 pub use catalog::Catalog;
 pub use dialect::{Dialect, UnknownDialect};
 pub use error::{DenyReason, SqlError};
+pub use layer::{SqlPolicyLayer, SqlPolicyService, SqlServiceError};
 pub use policy::{
     Analysis, ConfigError, DEFAULT_CACHE_CAPACITY, DEFAULT_DENIED_FUNCTIONS, Rewrite, SqlPolicy,
     SqlPolicyBuilder, TableAccess,

@@ -1,0 +1,127 @@
+//! A sqlx PostgreSQL pool as a SQL service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::TryStreamExt;
+use serde_json::Value as Json;
+use sqlx::postgres::{PgPool, PgRow, PgValueFormat};
+use sqlx::{Column, Either, Executor, Row, TypeInfo, ValueRef};
+use tower_service::Service;
+
+use super::{DriverError, pg};
+use crate::catalog::Catalog;
+use crate::request::{SqlRequest, SqlResponse, SqlValue};
+
+/// A sqlx PostgreSQL pool as `Service<SqlRequest>`. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqlxPostgres {
+    pool: PgPool,
+}
+
+impl SqlxPostgres {
+    /// Wraps a pool.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The columns of every table and view of `schemas`, from `information_schema`.
+    pub async fn load_catalog(&self, schemas: &[&str]) -> Result<Catalog, DriverError> {
+        let mut catalog = Catalog::new();
+        for schema in schemas {
+            let rows = sqlx::query(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
+            )
+            .bind(*schema)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+            for row in rows {
+                let table: String = row.try_get(0)?;
+                let column: String = row.try_get(1)?;
+                match tables.last_mut() {
+                    Some((t, cols)) if *t == table => cols.push(column),
+                    _ => tables.push((table, vec![column])),
+                }
+            }
+            for (table, columns) in tables {
+                catalog.insert(format!("{schema}.{table}"), columns);
+            }
+        }
+        Ok(catalog)
+    }
+}
+
+impl Service<SqlRequest> for SqlxPostgres {
+    type Response = SqlResponse;
+    type Error = DriverError;
+    type Future = Pin<Box<dyn Future<Output = Result<SqlResponse, DriverError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: SqlRequest) -> Self::Future {
+        let pool = self.pool.clone();
+        Box::pin(async move { run(&pool, request).await })
+    }
+}
+
+async fn run(pool: &PgPool, request: SqlRequest) -> Result<SqlResponse, DriverError> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(request.statement));
+    for param in request.params {
+        query = match param {
+            SqlValue::Null => query.bind(None::<String>),
+            SqlValue::Bool(b) => query.bind(b),
+            SqlValue::Int(i) => query.bind(i),
+            SqlValue::Float(f) => query.bind(f),
+            SqlValue::Text(s) => query.bind(s),
+            SqlValue::Bytes { bytes } => query.bind(bytes),
+        };
+    }
+    let mut response = SqlResponse::default();
+    let mut stream = pool.fetch_many(query);
+    while let Some(item) = stream.try_next().await? {
+        match item {
+            Either::Left(done) => response.rows_affected += done.rows_affected(),
+            Either::Right(row) => {
+                if response.columns.is_empty() {
+                    response.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                }
+                response.rows.push(values(&row)?);
+            }
+        }
+    }
+    Ok(response)
+}
+
+fn values(row: &PgRow) -> Result<Vec<Json>, DriverError> {
+    (0..row.len())
+        .map(|i| {
+            let raw = row.try_get_raw(i)?;
+            if raw.is_null() {
+                return Ok(Json::Null);
+            }
+            let ty = raw.type_info().name().to_owned();
+            match raw.format() {
+                PgValueFormat::Binary => pg::decode(
+                    &ty,
+                    raw.as_bytes()
+                        .map_err(|e| DriverError::new(e.to_string()))?,
+                ),
+                PgValueFormat::Text => Ok(Json::String(
+                    raw.as_str()
+                        .map_err(|e| DriverError::new(e.to_string()))?
+                        .to_owned(),
+                )),
+            }
+        })
+        .collect()
+}
