@@ -41,3 +41,15 @@ pub mod rego {
 pub mod cedar {
     pub use warden_cedar::*;
 }
+
+/// The remote PDP client: AuthZEN 1.0 and the OPA Data API (feature `remote`).
+#[cfg(feature = "remote")]
+pub mod remote {
+    pub use warden_remote::*;
+}
+
+/// The Warden PDP server (feature `server`).
+#[cfg(feature = "server")]
+pub mod server {
+    pub use warden_server::*;
+}

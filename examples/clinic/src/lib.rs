@@ -27,10 +27,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::SqlitePool;
-use warden::Masker;
 use warden::http::{Authorized, JwtVerifier, PolicyLayer};
 use warden::rego::RegoPdp;
 use warden::telemetry::Telemetry;
+use warden::{Masker, Pdp};
 
 /// The clinic policy package shipped with the repository.
 pub fn policy_dir() -> PathBuf {
@@ -42,10 +42,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 // ANCHOR: app
 /// The clinic service: its routes behind a `PolicyLayer` that verifies bearer tokens and asks
-/// the embedded Rego policy.
+/// the policy decision point (the embedded Rego policy here; a remote PDP in the `remote-pdp`
+/// example).
 pub fn app(
     db: SqlitePool,
-    pdp: RegoPdp,
+    pdp: impl Pdp + 'static,
     jwt: JwtVerifier,
     masker: Masker,
     telemetry: Telemetry,
