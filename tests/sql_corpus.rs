@@ -270,6 +270,8 @@ fn corpus() -> Vec<Case> {
         case("alter", "ALTER TABLE patients ADD COLUMN x INTEGER", Denied("statement_kind")),
         case("truncate", "TRUNCATE patients", Denied("statement_kind")).on(PG_MY),
         case("explain analyze", "EXPLAIN ANALYZE SELECT * FROM patients", Denied("statement_kind")).on(PG),
+        case("errors quote no other clinic's values", "SELECT name FROM patients WHERE CAST(name AS INTEGER) = 1", DbError).on(PG),
+        case("errors quote no other clinic's values in joins", "SELECT v.id FROM visits v JOIN patients p ON p.id = v.patient_id WHERE CAST(v.reason AS INTEGER) = 1", DbError).on(PG),
         case("select into", "SELECT * INTO stolen FROM patients", Denied("unsupported")).on(PG),
         case("unparseable", "SELEC name FROM patients", Denied("parse_error")),
         // ---- writes -------------------------------------------------------------------------
@@ -437,7 +439,11 @@ async fn run_corpus(target: &Target) -> (usize, Vec<String>) {
                 fail(format!("want denial `{code}`, got {other:?}"));
             }
             (_, Err(SqlServiceError::Denied(e))) => fail(format!("denied: {e}")),
-            (Expect::DbError, Err(SqlServiceError::Service(_))) => {}
+            (Expect::DbError, Err(SqlServiceError::Service(e))) => {
+                if let Some(secret) = SECRETS.iter().find(|s| e.message.contains(*s)) {
+                    fail(format!("the error quotes `{secret}`: {e}"));
+                }
+            }
             (_, Err(SqlServiceError::Service(e))) => fail(format!("database error: {e}")),
             (Expect::DbError, Ok(r)) => fail(format!("want a database error, got {r:?}")),
             (Expect::Rows(want), Ok(r)) => {

@@ -106,6 +106,7 @@ pub(crate) struct Config<'a> {
     pub(crate) allow_system: bool,
     pub(crate) masks: &'a Masks,
     pub(crate) select_template: &'a Query,
+    pub(crate) plain_template: &'a Query,
     pub(crate) rows_template: &'a Query,
 }
 
@@ -992,7 +993,7 @@ impl<'a> Walker<'a> {
             rules,
         )?;
         let mut guarded = self.cfg.rows_template.clone();
-        let original = std::mem::replace(source, self.cfg.select_template.clone());
+        let original = std::mem::replace(source, self.cfg.plain_template.clone());
         if let Some(with) = &mut guarded.with
             && let Some(cte) = with.cte_tables.first_mut()
         {

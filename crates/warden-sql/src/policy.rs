@@ -43,6 +43,7 @@ pub const DEFAULT_DENIED_FUNCTIONS: &[&str] = &[
     "schema_to_xml*",
     "database_to_xml*",
     "query_to_json*",
+    "ts_stat",
     "pg_sleep*",
     "pg_terminate_backend",
     "pg_cancel_backend",
@@ -125,9 +126,34 @@ pub struct SqlPolicyBuilder {
     replacement: String,
     recursion_limit: usize,
     cache_capacity: u64,
+    allowed: Option<Vec<String>>,
+    fence: Option<bool>,
 }
 
 impl SqlPolicyBuilder {
+    /// Allows only these functions (`name` or `prefix*`, case-insensitive), on top of the
+    /// deny-list: for databases with user-defined functions that read tables themselves.
+    /// Off by default.
+    pub fn function_allow_list<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed = Some(names.into_iter().map(|n| n.into().to_lowercase()).collect());
+        self
+    }
+
+    /// Whether a substituted relation is an optimization fence (`OFFSET 0`), so the planner
+    /// cannot evaluate the caller's predicates on rows the filter removes — and leak them
+    /// through an error message (`invalid input syntax for type integer: "…"`). PostgreSQL's
+    /// `security_barrier` views work this way. Default: on for PostgreSQL, where casts and
+    /// parsers raise errors that quote their input; off elsewhere. The price: the caller's
+    /// predicates on a guarded table are applied after its row filter, not pushed into scans.
+    pub fn optimization_fence(mut self, fence: bool) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
     /// The schema unqualified names belong to (default: `public` for PostgreSQL and generic,
     /// `main` for SQLite; required for MySQL: the current database).
     pub fn default_schema(mut self, schema: impl Into<String>) -> Self {
@@ -239,7 +265,13 @@ impl SqlPolicyBuilder {
                 ))),
             }
         };
-        let select_template = template("SELECT * FROM warden_source WHERE 1 = 1")?;
+        let fence = self.fence.unwrap_or(self.dialect == Dialect::Postgres);
+        let select_template = template(if fence {
+            "SELECT * FROM warden_source WHERE 1 = 1 OFFSET 0"
+        } else {
+            "SELECT * FROM warden_source WHERE 1 = 1"
+        })?;
+        let plain_template = template("SELECT * FROM warden_source WHERE 1 = 1")?;
         let rows_template =
             template("WITH warden_rows AS (SELECT 1) SELECT * FROM warden_rows WHERE 1 = 1")?;
         Ok(SqlPolicy {
@@ -252,7 +284,9 @@ impl SqlPolicyBuilder {
                 denied: self.denied,
                 masks,
                 select_template,
+                plain_template,
                 rows_template,
+                allowed: self.allowed,
                 recursion_limit: self.recursion_limit,
                 analyses: (self.cache_capacity > 0)
                     .then(|| moka::sync::Cache::new(self.cache_capacity)),
@@ -297,7 +331,9 @@ struct Inner {
     denied: Vec<String>,
     masks: Masks,
     select_template: Query,
+    plain_template: Query,
     rows_template: Query,
+    allowed: Option<Vec<String>>,
     recursion_limit: usize,
     analyses: Option<Analyses>,
     rewrites: Option<Rewrites>,
@@ -468,6 +504,8 @@ impl SqlPolicy {
             replacement: "[REDACTED]".into(),
             recursion_limit: 50,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            allowed: None,
+            fence: None,
         }
     }
 
@@ -513,6 +551,7 @@ impl SqlPolicy {
             allow_system: self.inner.allow_system,
             masks: &self.inner.masks,
             select_template: &self.inner.select_template,
+            plain_template: &self.inner.plain_template,
             rows_template: &self.inner.rows_template,
         }
     }
@@ -522,6 +561,7 @@ impl SqlPolicy {
         let mut statement = parse_one(rules, sql, self.inner.recursion_limit)?;
         let mut flat = Flat {
             denied: &self.inner.denied,
+            allowed: self.inner.allowed.as_deref(),
             rules,
             relations: 0,
             placeholders: Vec::new(),
@@ -899,6 +939,7 @@ fn number_placeholders(mut found: Vec<(u64, u64, String)>) -> HashMap<(u64, u64)
 /// walk must match, and the placeholders.
 struct Flat<'a> {
     denied: &'a [String],
+    allowed: Option<&'a [String]>,
     rules: &'static dyn DialectRules,
     relations: usize,
     placeholders: Vec<(u64, u64, String)>,
@@ -922,6 +963,13 @@ impl Flat<'_> {
             .denied
             .iter()
             .any(|d| matches(d, &last) || matches(d, &full))
+        {
+            return ControlFlow::Break(DenyReason::DeniedFunction(full));
+        }
+        if let Some(allowed) = self.allowed
+            && !allowed
+                .iter()
+                .any(|a| matches(a, &last) || matches(a, &full))
         {
             return ControlFlow::Break(DenyReason::DeniedFunction(full));
         }
