@@ -1,1 +1,137 @@
-fn main() {}
+//! Warden's Cedar PDP beside a raw Cedar `Authorizer::is_authorized` call on the same policy
+//! and request.
+//!
+//! DESIGN §9 target: a `CedarPdp::decide` costs at most 1.10 × a raw `is_authorized` with a
+//! prebuilt request. The floor keeps the Cedar request and entities prebuilt, as an
+//! application calling Cedar directly with fixed inputs would; Warden maps the access request
+//! (principal, action, resource, context, request-scoped entities with the subject's claims
+//! and the route's parameters), authorizes, and turns the determining policies' annotations
+//! into a decision with obligations.
+//!
+//! Run: `cargo bench -p warden-benches --bench cedar_pdp -- --noplot`.
+#![expect(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
+
+use std::hint::black_box;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet, Request};
+use criterion::Criterion;
+use serde_json::json;
+use warden_cedar::CedarPdp;
+use warden_core::{AccessRequest, Pdp};
+
+const POLICY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/clinic-cedar");
+
+fn request(route: &str, params: serde_json::Value) -> AccessRequest {
+    serde_json::from_value(json!({
+        "subject": {"type": "user", "id": "nina", "properties": {
+            "role": "nurse", "clinics": ["c1"], "iat": 1_800_000_000, "exp": 1_800_003_600
+        }},
+        "action": {"name": "GET"},
+        "resource": {"type": "route", "id": route, "properties": {"params": params, "query": {}}},
+        "context": {"time": "2026-11-30T10:00:00Z"}
+    }))
+    .unwrap()
+}
+
+/// The same request, prebuilt for Cedar: what an application calling Cedar directly holds.
+fn raw(request: &AccessRequest) -> (Request, Entities) {
+    let principal = EntityUid::from_str(&format!("User::{:?}", request.subject.id)).unwrap();
+    let resource = EntityUid::from_str(&format!("Route::{:?}", request.resource.id)).unwrap();
+    let action = EntityUid::from_str(&format!("Action::{:?}", request.action.name)).unwrap();
+    let context =
+        Context::from_json_value(serde_json::Value::Object(request.context.clone()), None).unwrap();
+    let entities = Entities::from_json_value(
+        json!([
+            {"uid": {"type": "User", "id": request.subject.id},
+             "attrs": request.subject.properties, "parents": []},
+            {"uid": {"type": "Route", "id": request.resource.id},
+             "attrs": request.resource.properties, "parents": []}
+        ]),
+        None,
+    )
+    .unwrap();
+    (
+        Request::new(principal, action, resource, context, None).unwrap(),
+        entities,
+    )
+}
+
+fn main() {
+    let pdp = CedarPdp::from_dir(POLICY_DIR).unwrap();
+    let source = std::fs::read_to_string(format!("{POLICY_DIR}/clinic.cedar")).unwrap();
+    let policies = PolicySet::from_str(&source).unwrap();
+    let authorizer = Authorizer::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cases = [
+        ("no_obligation", request("/clinics", json!({}))),
+        (
+            "two_redactions",
+            request("/clinics/{clinic_id}/patients", json!({"clinic_id": "c1"})),
+        ),
+        (
+            "deny",
+            request("/clinics/{clinic_id}/patients", json!({"clinic_id": "c2"})),
+        ),
+    ];
+    // Both sides agree before they are timed.
+    for (name, request) in &cases {
+        let (cedar_request, entities) = raw(request);
+        let response = authorizer.is_authorized(&cedar_request, &policies, &entities);
+        let decision = runtime.block_on(pdp.decide(request)).unwrap();
+        assert_eq!(
+            response.decision() == cedar_policy::Decision::Allow,
+            decision.allowed,
+            "{name}"
+        );
+        assert!(decision.diagnostics.is_empty(), "{name}: {decision:?}");
+    }
+
+    let mut criterion = Criterion::default()
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let mut summary = Vec::new();
+    for (name, request) in &cases {
+        let (cedar_request, entities) = raw(request);
+        let mut group = criterion.benchmark_group(format!("cedar_pdp/{name}"));
+        group.bench_function("raw_cedar_is_authorized", |b| {
+            b.iter(|| black_box(authorizer.is_authorized(&cedar_request, &policies, &entities)))
+        });
+        group.bench_function("warden_cedar_pdp", |b| {
+            b.iter(|| black_box(runtime.block_on(pdp.decide(request)).unwrap()))
+        });
+        group.finish();
+
+        // The bench's own timing, alternating, for the ratio line.
+        let iters = 20_000;
+        let (mut raw_total, mut warden_total) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..4 {
+            let started = Instant::now();
+            for _ in 0..iters {
+                black_box(authorizer.is_authorized(&cedar_request, &policies, &entities));
+            }
+            raw_total += started.elapsed();
+            let started = Instant::now();
+            for _ in 0..iters {
+                black_box(runtime.block_on(pdp.decide(request)).unwrap());
+            }
+            warden_total += started.elapsed();
+        }
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(iters * 4);
+        summary.push(format!(
+            "cedar_pdp/{name}: raw is_authorized {:.2} µs, Warden {:.2} µs, ratio {:.2} (target ≤ 1.10)",
+            per(raw_total),
+            per(warden_total),
+            per(warden_total) / per(raw_total)
+        ));
+    }
+    criterion.final_summary();
+    println!();
+    for line in summary {
+        println!("{line}");
+    }
+}

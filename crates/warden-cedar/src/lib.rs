@@ -152,6 +152,7 @@ mod load;
 mod mapping;
 mod outcome;
 mod provider;
+mod referenced;
 
 use std::fmt;
 use std::future::Future;
@@ -314,19 +315,26 @@ impl CedarPdpBuilder {
             })
             .unwrap_or_default();
         entity_types.extend(self.entity_types.iter().cloned());
-        let mapper = mapping::Mapper::new(namespace, &entity_types)?;
         let policy_id = self
             .policy_id
             .clone()
             .unwrap_or_else(|| bundle.default_id().to_owned());
         let revision = PolicyRevision::new(policy_id, bundle.revision());
-        let compiled = guarded(|| load::compile(&bundle)).map_err(LoadError::Engine)??;
+        let (compiled, referenced) = guarded(|| {
+            load::compile(&bundle).map(|c| {
+                let referenced = referenced::Referenced::of(&c.policies);
+                (c, referenced)
+            })
+        })
+        .map_err(LoadError::Engine)??;
+        let mapper = mapping::Mapper::new(namespace, &entity_types, referenced)?;
         Ok(Loaded {
             revision,
             compiled,
             mapper,
             authorizer: Authorizer::new(),
             deny_on_error: self.deny_on_error,
+            cache: entities::EntityCache::default(),
         })
     }
 }
@@ -438,6 +446,7 @@ struct Loaded {
     mapper: mapping::Mapper,
     authorizer: Authorizer,
     deny_on_error: bool,
+    cache: entities::EntityCache,
 }
 
 impl Loaded {
@@ -447,36 +456,46 @@ impl Loaded {
             Ok(mapped) => mapped,
             Err(e) => return deny(format!("the request cannot be put to Cedar: {e}")),
         };
-        let provided_base;
-        let base = match provided {
-            None => &self.compiled.entities,
+        let cached;
+        let built;
+        let entities = match provided {
+            None => {
+                let read = |name: &str| self.mapper.reads_attribute(name);
+                let (hash, hit) = self.cache.get(request, &read);
+                cached = match hit {
+                    Some(hit) => hit,
+                    None => match self.entities(&self.compiled.entities, request, &mapped) {
+                        Ok(entities) => self.cache.put(hash, request, &read, entities),
+                        Err(decision) => return decision,
+                    },
+                };
+                &cached.entities
+            }
             Some(json) => {
-                let parsed = Entities::from_json_value(json, self.compiled.schema.as_ref())
-                    .and_then(|p| {
+                let base = Entities::from_json_value(json, self.compiled.schema.as_ref()).and_then(
+                    |provided| {
                         if self.compiled.entities.is_empty() {
-                            Ok(p)
+                            Ok(provided)
                         } else {
-                            self.compiled.entities.clone().upsert_entities(p, None)
+                            self.compiled
+                                .entities
+                                .clone()
+                                .upsert_entities(provided, None)
                         }
-                    });
-                match parsed {
-                    Ok(entities) => {
-                        provided_base = entities;
-                        &provided_base
-                    }
+                    },
+                );
+                let base = match base {
+                    Ok(base) => base,
                     Err(e) => {
                         return deny(format!("the entity provider's entities are invalid: {e}"));
                     }
-                }
+                };
+                built = match self.entities(&base, request, &mapped) {
+                    Ok(entities) => entities,
+                    Err(decision) => return decision,
+                };
+                &built
             }
-        };
-        let entities = match entities::for_request(
-            base,
-            (mapped.principal.clone(), mapped.principal_attrs),
-            (mapped.resource.clone(), mapped.resource_attrs),
-        ) {
-            Ok(entities) => entities,
-            Err(e) => return deny(format!("the request's entities cannot be built: {e}")),
         };
         let cedar_request = match Request::new(
             mapped.principal,
@@ -490,8 +509,32 @@ impl Loaded {
         };
         let response =
             self.authorizer
-                .is_authorized(&cedar_request, &self.compiled.policies, &entities);
+                .is_authorized(&cedar_request, &self.compiled.policies, entities);
         outcome::interpret(&response, &self.compiled, self.deny_on_error)
+    }
+
+    /// `base` with the request-scoped principal and resource; a deny when they cannot be
+    /// built.
+    fn entities(
+        &self,
+        base: &Entities,
+        request: &AccessRequest,
+        mapped: &mapping::Mapped,
+    ) -> Result<Entities, Decision> {
+        let deny = |message: String| Decision::deny().with_error(ErrorClass::PolicyError, message);
+        let attributes = |properties, path| {
+            self.mapper
+                .attributes(properties, path)
+                .map_err(|e| deny(format!("the request cannot be put to Cedar: {e}")))
+        };
+        let principal = attributes(&request.subject.properties, "subject.properties")?;
+        let resource = attributes(&request.resource.properties, "resource.properties")?;
+        entities::for_request(
+            base,
+            (mapped.principal.clone(), principal),
+            (mapped.resource.clone(), resource),
+        )
+        .map_err(|e| deny(format!("the request's entities cannot be built: {e}")))
     }
 }
 

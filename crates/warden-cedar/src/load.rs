@@ -417,13 +417,11 @@ pub(crate) fn compile(bundle: &Bundle) -> Result<Compiled, LoadError> {
             }
             let entry = read_annotations(&policy, &id, path, text, offset)?;
             let policy = policy.new_id(PolicyId::new(&id));
-            policies
-                .add(policy)
-                .map_err(|e| LoadError::DuplicateId {
-                    id: format!("{id} ({e})"),
-                    first: path.clone(),
-                    second: path.clone(),
-                })?;
+            policies.add(policy).map_err(|e| LoadError::DuplicateId {
+                id: format!("{id} ({e})"),
+                first: path.clone(),
+                second: path.clone(),
+            })?;
             origin.insert(id.clone(), (path.as_str(), text.as_str()));
             index.insert(id, meta.len());
             meta.push(entry);
@@ -595,7 +593,10 @@ fn read_annotations(
                 } else {
                     want
                 };
-                return Err(error(key, format!("unknown annotation (did you mean `@{want}`?)")));
+                return Err(error(
+                    key,
+                    format!("unknown annotation (did you mean `@{want}`?)"),
+                ));
             }
             _ => {}
         }

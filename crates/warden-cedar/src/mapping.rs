@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use warden_core::AccessRequest;
 
 use crate::load::LoadError;
+use crate::referenced::Referenced;
 
 /// How deep a JSON value may nest before it is rejected.
 pub(crate) const MAX_DEPTH: usize = 32;
@@ -31,14 +32,12 @@ impl fmt::Display for MapError {
 /// The attributes of a request-scoped entity.
 pub(crate) type Attributes = Vec<(String, RestrictedExpression)>;
 
-/// An access request in Cedar's terms.
+/// The principal, action, resource and context of an access request in Cedar's terms.
 pub(crate) struct Mapped {
     pub(crate) principal: EntityUid,
     pub(crate) action: EntityUid,
     pub(crate) resource: EntityUid,
     pub(crate) context: Context,
-    pub(crate) principal_attrs: Attributes,
-    pub(crate) resource_attrs: Attributes,
 }
 
 /// Maps AuthZEN types to Cedar entity types (see the crate docs), remembering what it derived.
@@ -48,12 +47,14 @@ pub(crate) struct Mapper {
     explicit: HashMap<String, EntityTypeName>,
     derived: RwLock<HashMap<String, EntityTypeName>>,
     action_type: EntityTypeName,
+    referenced: Referenced,
 }
 
 impl Mapper {
     pub(crate) fn new(
         namespace: Option<&str>,
         explicit: &[(String, String)],
+        referenced: Referenced,
     ) -> Result<Self, LoadError> {
         let namespace = namespace.map(str::trim).filter(|n| !n.is_empty());
         if let Some(ns) = namespace {
@@ -80,6 +81,7 @@ impl Mapper {
             explicit: map,
             derived: RwLock::new(HashMap::new()),
             action_type,
+            referenced,
         })
     }
 
@@ -113,7 +115,7 @@ impl Mapper {
         Ok(name)
     }
 
-    /// The Cedar request parts of `request`.
+    /// The principal, action, resource and context of `request`.
     pub(crate) fn map(&self, request: &AccessRequest) -> Result<Mapped, MapError> {
         let principal = EntityUid::from_type_name_and_id(
             self.entity_type(&request.subject.kind)?,
@@ -127,7 +129,8 @@ impl Mapper {
             self.action_type.clone(),
             EntityId::new(&request.action.name),
         );
-        let mut pairs = record_pairs(&request.context, "context")?;
+        let read = |name: &str| self.referenced.context(name);
+        let mut pairs = record_pairs(&request.context, "context", read)?;
         if !request.action.properties.is_empty() {
             if request.context.contains_key("action") {
                 return Err(MapError(
@@ -136,23 +139,42 @@ impl Mapper {
                         .into(),
                 ));
             }
-            let properties = record_pairs(&request.action.properties, "action.properties")?;
-            pairs.push((
-                "action".to_owned(),
-                RestrictedExpression::new_record(properties)
-                    .map_err(|e| MapError(format!("`action.properties`: {e}")))?,
-            ));
+            if read("action") {
+                let properties =
+                    record_pairs(&request.action.properties, "action.properties", |_| true)?;
+                pairs.push((
+                    "action".to_owned(),
+                    RestrictedExpression::new_record(properties)
+                        .map_err(|e| MapError(format!("`action.properties`: {e}")))?,
+                ));
+            }
         }
-        let context = Context::from_pairs(pairs)
-            .map_err(|e| MapError(format!("the context cannot be built: {e}")))?;
+        let context = if pairs.is_empty() {
+            Context::empty()
+        } else {
+            Context::from_pairs(pairs)
+                .map_err(|e| MapError(format!("the context cannot be built: {e}")))?
+        };
         Ok(Mapped {
             principal,
             action,
             resource,
             context,
-            principal_attrs: record_pairs(&request.subject.properties, "subject.properties")?,
-            resource_attrs: record_pairs(&request.resource.properties, "resource.properties")?,
         })
+    }
+
+    /// The attributes of a request-scoped entity: the properties some policy can read.
+    pub(crate) fn attributes(
+        &self,
+        properties: &Map<String, Value>,
+        path: &str,
+    ) -> Result<Attributes, MapError> {
+        record_pairs(properties, path, |name| self.referenced.attribute(name))
+    }
+
+    /// Whether a request-scoped entity attribute called `name` may be read by a policy.
+    pub(crate) fn reads_attribute(&self, name: &str) -> bool {
+        self.referenced.attribute(name)
     }
 }
 
@@ -176,14 +198,18 @@ pub(crate) fn upper_camel_case(kind: &str) -> Option<String> {
     }
 }
 
-/// The members of a JSON object as Cedar record pairs. Members whose value is `null` are left
-/// out (absent, so `has` is false).
+/// The members of a JSON object that `keep` accepts, as Cedar record pairs. Members whose value
+/// is `null` are left out (absent, so `has` is false).
 pub(crate) fn record_pairs(
     object: &Map<String, Value>,
     path: &str,
+    keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<(String, RestrictedExpression)>, MapError> {
     let mut pairs = Vec::with_capacity(object.len());
     for (key, value) in object {
+        if !keep(key) {
+            continue;
+        }
         if let Some(expr) = convert(value, 1).map_err(|e| e.at(path, key))? {
             pairs.push((key.clone(), expr));
         }
@@ -224,7 +250,9 @@ impl ValueError {
 /// dropping the value could let a `forbid` that tests it stop applying.
 fn convert(value: &Value, depth: usize) -> Result<Option<RestrictedExpression>, ValueError> {
     if depth > MAX_DEPTH {
-        return Err(ValueError::new(format!("nests deeper than {MAX_DEPTH} levels")));
+        return Err(ValueError::new(format!(
+            "nests deeper than {MAX_DEPTH} levels"
+        )));
     }
     Ok(Some(match value {
         Value::Null => return Ok(None),
@@ -322,6 +350,7 @@ mod tests {
         let mapper = Mapper::new(
             Some("Clinic"),
             &[("route".into(), "Http::Route".into())],
+            Referenced::all(),
         )
         .unwrap();
         let request = AccessRequest::new(
@@ -338,8 +367,8 @@ mod tests {
             mapper.entity_type("user").unwrap().to_string(),
             "Clinic::User"
         );
-        assert!(Mapper::new(Some("not a namespace"), &[]).is_err());
-        assert!(Mapper::new(None, &[("x".into(), "9x".into())]).is_err());
+        assert!(Mapper::new(Some("not a namespace"), &[], Referenced::all()).is_err());
+        assert!(Mapper::new(None, &[("x".into(), "9x".into())], Referenced::all()).is_err());
         let err = mapper.entity_type("ünïcode").unwrap_err();
         assert!(err.0.contains("entity_type"), "{err}");
     }
@@ -347,10 +376,12 @@ mod tests {
     #[test]
     fn null_is_absent_and_floats_are_rejected_with_their_path() {
         let object = json!({"a": null, "b": [1, null, "x"], "c": {"d": null, "e": true}});
-        let pairs = record_pairs(object.as_object().unwrap(), "subject.properties").unwrap();
+        let pairs =
+            record_pairs(object.as_object().unwrap(), "subject.properties", |_| true).unwrap();
         let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["b", "c"]);
-        assert_eq!(pairs[0].1.to_string(), r#"[1, "x"]"#);
+        let context = Context::from_pairs(pairs).unwrap();
+        assert_eq!(context.get("b").unwrap().to_string(), r#"[1, "x"]"#);
 
         for (value, path, what) in [
             (json!({"score": 0.5}), "subject.properties.score", "0.5"),
@@ -365,7 +396,8 @@ mod tests {
                 "18446744073709551615",
             ),
         ] {
-            let err = record_pairs(value.as_object().unwrap(), "subject.properties").unwrap_err();
+            let err = record_pairs(value.as_object().unwrap(), "subject.properties", |_| true)
+                .unwrap_err();
             assert!(err.0.contains(&format!("`{path}`")), "{err}");
             assert!(err.0.contains(what), "{err}");
         }
@@ -378,24 +410,26 @@ mod tests {
             value = json!([value]);
         }
         let object = json!({"deep": value});
-        let err = record_pairs(object.as_object().unwrap(), "context").unwrap_err();
+        let err = record_pairs(object.as_object().unwrap(), "context", |_| true).unwrap_err();
         assert!(err.0.contains("deeper"), "{err}");
     }
 
     #[test]
     fn entity_references_use_the_cedar_escape() {
         let object = json!({"owner": {"__entity": {"type": "User", "id": "bob"}}});
-        let pairs = record_pairs(object.as_object().unwrap(), "resource.properties").unwrap();
-        assert_eq!(pairs[0].1.to_string(), r#"User::"bob""#);
+        let pairs =
+            record_pairs(object.as_object().unwrap(), "resource.properties", |_| true).unwrap();
+        let context = Context::from_pairs(pairs).unwrap();
+        assert_eq!(context.get("owner").unwrap().to_string(), r#"User::"bob""#);
         let object = json!({"owner": {"__entity": {"type": "User"}}});
-        assert!(record_pairs(object.as_object().unwrap(), "x").is_err());
+        assert!(record_pairs(object.as_object().unwrap(), "x", |_| true).is_err());
         let object = json!({"owner": {"__entity": {"type": "not a type", "id": "a"}}});
-        assert!(record_pairs(object.as_object().unwrap(), "x").is_err());
+        assert!(record_pairs(object.as_object().unwrap(), "x", |_| true).is_err());
     }
 
     #[test]
     fn action_properties_go_to_context_action_and_may_not_collide() {
-        let mapper = Mapper::new(None, &[]).unwrap();
+        let mapper = Mapper::new(None, &[], Referenced::all()).unwrap();
         let mut request = AccessRequest::new(
             Subject::user("a"),
             Action::new("can_read"),

@@ -84,7 +84,12 @@ async fn cedar_decides_every_clinic_case_like_rego() {
             ));
         }
         // Cedar reports each obligation once; the types match the table with duplicates.
-        assert_eq!(c.obligations.len(), obligation_set(&c).len(), "{}", case.name);
+        assert_eq!(
+            c.obligations.len(),
+            obligation_set(&c).len(),
+            "{}",
+            case.name
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -112,19 +117,30 @@ async fn well_formed_clinic_requests_evaluate_without_errors() {
     let cedar = CedarPdp::from_dir(policies().join("clinic-cedar")).unwrap();
     for case in cases() {
         let d = cedar.decide(&case.request).await.unwrap();
-        let malformed_clinics = case.request.subject.properties.get("clinics")
+        let malformed_clinics = case
+            .request
+            .subject
+            .properties
+            .get("clinics")
             .is_some_and(|c| !c.is_array());
         if malformed_clinics {
             // A `clinics` claim that is not a list makes the membership test fail to
             // evaluate: a policy-error deny that names the policies.
             assert!(!d.allowed);
             assert!(
-                d.diagnostics.iter().any(|x| x.message.contains("patients.read.carer")),
+                d.diagnostics
+                    .iter()
+                    .any(|x| x.message.contains("patients.read.carer")),
                 "{}: {d:?}",
                 case.name
             );
         } else {
-            assert!(d.diagnostics.is_empty(), "{}: {:?}", case.name, d.diagnostics);
+            assert!(
+                d.diagnostics.is_empty(),
+                "{}: {:?}",
+                case.name,
+                d.diagnostics
+            );
         }
     }
 }
