@@ -1432,7 +1432,18 @@ impl<'a> Walker<'a> {
 
     fn table_id(&self, parts: &[Ident]) -> R<TableId> {
         let (schema, table, qualified) = match parts {
-            [t] => (self.cfg.default_schema.to_owned(), self.fold(t), false),
+            [t] => {
+                let table = self.fold(t);
+                // An unqualified catalog name lives in the dialect's catalog schema
+                // (`pg_class` is `pg_catalog.pg_class`), whatever the default schema.
+                let schema = self
+                    .cfg
+                    .rules
+                    .catalog_schema_of(&table)
+                    .unwrap_or(self.cfg.default_schema)
+                    .to_owned();
+                (schema, table, false)
+            }
             [s, t] => (self.fold(s), self.fold(t), true),
             _ => {
                 return Err(DenyReason::Unsupported(

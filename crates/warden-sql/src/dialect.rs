@@ -101,6 +101,10 @@ pub(crate) trait DialectRules: Send + Sync {
     fn is_system(&self, schema: &str, table: &str, qualified: bool) -> bool;
     /// Whether the database has `MERGE`.
     fn supports_merge(&self) -> bool;
+    /// The schema an unqualified name resolves to before the default one, if any.
+    fn catalog_schema_of(&self, _table: &str) -> Option<&'static str> {
+        None
+    }
     /// Whether `=` on text ignores case and trailing spaces (MySQL's default collations).
     fn text_eq_ignores_case(&self) -> bool;
     /// Whether `LIKE` ignores (ASCII) case.
@@ -182,6 +186,9 @@ impl DialectRules for Postgres {
     }
     fn supports_merge(&self) -> bool {
         true
+    }
+    fn catalog_schema_of(&self, table: &str) -> Option<&'static str> {
+        table.starts_with("pg_").then_some("pg_catalog")
     }
     fn text_eq_ignores_case(&self) -> bool {
         false

@@ -74,3 +74,6 @@ pub use policy::{
     SqlPolicyBuilder, TableAccess,
 };
 pub use request::{Enforcement, SqlRequest, SqlResponse, SqlValue};
+
+#[cfg(test)]
+mod tests;
