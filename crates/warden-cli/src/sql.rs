@@ -1,21 +1,285 @@
-//! `warden sql rewrite` and `warden sql explain`.
+//! `warden sql rewrite` and `warden sql explain`: what the SQL PEP does to one statement.
+//!
+//! Both read one statement on stdin, analyse it, ask the policy (a Rego policy directory) and
+//! rewrite it. `rewrite` prints the statement to run (exit 0), or the reason on stderr (exit 3
+//! when denied, 2 for bad arguments or a statement that does not parse). `explain` prints the
+//! access requests, decisions and obligations, then the rewrite or the reason, with the same
+//! exit codes.
 
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use warden_core::{Decision, Obligation, Pdp, Properties, Subject};
+use warden_rego::RegoPdp;
+use warden_sql::{Catalog, Dialect, SqlError, SqlPolicy, SqlValue};
+
+/// Exit status of a permitted statement.
+const OK: u8 = 0;
+/// Exit status of bad arguments or an unparseable statement.
+const USAGE: u8 = 2;
+/// Exit status of a denied statement.
+const DENIED: u8 = 3;
 
 /// SQL PEP commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum SqlCommand {
-    /// Print the rewritten statement read from stdin.
-    Rewrite,
+    /// Print the statement read from stdin as the SQL PEP would run it (exit 0), or why it is
+    /// refused (exit 3 denied, 2 bad arguments or unparseable).
+    Rewrite(SqlArgs),
+    /// Print the access requests, decisions and obligations for the statement read from stdin,
+    /// then its rewrite or the reason it is refused (same exit codes as `rewrite`).
+    Explain(SqlArgs),
+}
+
+/// What the SQL PEP needs to know.
+#[derive(Debug, Args)]
+pub(crate) struct SqlArgs {
+    /// The Rego policy directory (with `warden.toml`, policies, data).
+    #[arg(long, value_name = "DIR")]
+    policy: PathBuf,
+    /// The subject, as JSON: `{"type": "user", "id": "nina", "properties": {...}}` (`type`
+    /// defaults to `user`).
+    #[arg(long, value_name = "JSON")]
+    subject: String,
+    /// The context of the access requests, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    context: Option<String>,
+    /// The SQL dialect.
+    #[arg(long, value_parser = parse_dialect)]
+    dialect: Dialect,
+    /// The schema catalog, a JSON file: `{"public.patients": ["id", ...], ...}`, or
+    /// `{"default_schema": "clinic", "tables": {...}}`.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// The schema unqualified names belong to (required for MySQL unless the schema file names
+    /// it).
+    #[arg(long, value_name = "NAME")]
+    default_schema: Option<String>,
+    /// The bind parameters, as a JSON array (needed when written rows carry parameters).
+    #[arg(long, value_name = "JSON")]
+    params: Option<String>,
+    /// The rule to evaluate (default: the manifest's `entrypoint`).
+    #[arg(long, value_name = "RULE")]
+    entrypoint: Option<String>,
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    s.parse::<Dialect>().map_err(|e| e.to_string())
 }
 
 pub(crate) fn run(command: SqlCommand) -> ExitCode {
-    match command {
-        SqlCommand::Rewrite => {
-            eprintln!("warden sql rewrite: the SQL PEP is not available in this build");
-            ExitCode::from(2)
+    let (args, explain) = match command {
+        SqlCommand::Rewrite(args) => (args, false),
+        SqlCommand::Explain(args) => (args, true),
+    };
+    let setup = match Setup::new(&args) {
+        Ok(setup) => setup,
+        Err(message) => {
+            eprintln!("warden sql: {message}");
+            return ExitCode::from(USAGE);
         }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("warden sql: cannot start the async runtime: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let mut out = String::new();
+    let code = runtime.block_on(setup.run(explain, &mut out));
+    print!("{out}");
+    ExitCode::from(code)
+}
+
+struct Setup {
+    pdp: RegoPdp,
+    policy: SqlPolicy,
+    subject: Subject,
+    context: Properties,
+    params: Vec<SqlValue>,
+    statement: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SchemaFile {
+    #[serde(default)]
+    default_schema: Option<String>,
+    tables: Catalog,
+}
+
+impl Setup {
+    fn new(args: &SqlArgs) -> Result<Self, String> {
+        let mut subject: Value = serde_json::from_str(&args.subject)
+            .map_err(|e| format!("`--subject` is not JSON: {e}"))?;
+        if let Value::Object(fields) = &mut subject {
+            fields
+                .entry("type")
+                .or_insert_with(|| Value::String("user".into()));
+        }
+        let subject: Subject = serde_json::from_value(subject)
+            .map_err(|e| format!("`--subject` is not a subject: {e}"))?;
+        let context: Properties = match &args.context {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| format!("`--context` is not a JSON object: {e}"))?,
+            None => Properties::new(),
+        };
+        let params: Vec<SqlValue> = match &args.params {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| format!("`--params` is not a JSON array of values: {e}"))?,
+            None => Vec::new(),
+        };
+        let (catalog, file_schema) = match &args.schema {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+                let value: Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?;
+                if value.get("tables").is_some() {
+                    let file: SchemaFile = serde_json::from_value(value)
+                        .map_err(|e| format!("`{}` is not a schema file: {e}", path.display()))?;
+                    (file.tables, file.default_schema)
+                } else {
+                    let catalog: Catalog = serde_json::from_value(value)
+                        .map_err(|e| format!("`{}` is not a schema file: {e}", path.display()))?;
+                    (catalog, None)
+                }
+            }
+            None => (Catalog::new(), None),
+        };
+        let mut builder = SqlPolicy::builder(args.dialect)
+            .catalog(catalog)
+            .cache_capacity(0);
+        if let Some(schema) = args.default_schema.clone().or(file_schema) {
+            builder = builder.default_schema(schema);
+        }
+        let policy = builder.build().map_err(|e| e.to_string())?;
+        let mut pdp = RegoPdp::builder().directory(&args.policy);
+        if let Some(rule) = &args.entrypoint {
+            pdp = pdp.entrypoint(rule.clone());
+        }
+        let pdp = pdp.build().map_err(|e| e.to_string())?;
+        let mut statement = String::new();
+        std::io::stdin()
+            .read_to_string(&mut statement)
+            .map_err(|e| format!("cannot read the statement from stdin: {e}"))?;
+        Ok(Self {
+            pdp,
+            policy,
+            subject,
+            context,
+            params,
+            statement,
+        })
+    }
+
+    async fn run(&self, explain: bool, out: &mut String) -> u8 {
+        let analysis = match self.policy.analyze(&self.statement) {
+            Ok(a) => a,
+            Err(e) => return refuse(&e, explain, out),
+        };
+        let requests = analysis.access_requests(&self.subject, &self.context);
+        let mut decisions = Vec::with_capacity(requests.len());
+        if !requests.is_empty() {
+            for result in self.pdp.decide_batch(&requests).await {
+                match result {
+                    Ok(d) => decisions.push(d),
+                    Err(e) => return refuse(&SqlError::Pdp(e), explain, out),
+                }
+            }
+        }
+        if explain {
+            describe(&requests, &decisions, out);
+        }
+        let rewrite = match self.policy.rewrite(&analysis, &decisions, &self.subject) {
+            Ok((rewrite, obligations, _)) => {
+                if explain {
+                    describe_obligations(&obligations, out);
+                }
+                rewrite
+            }
+            Err(e) => return refuse(&e, explain, out),
+        };
+        if let Err(reason) = rewrite.check(&self.params) {
+            return refuse(&SqlError::Denied(reason), explain, out);
+        }
+        if explain {
+            out.push_str("rewritten:\n  ");
+        }
+        out.push_str(rewrite.sql());
+        out.push('\n');
+        OK
+    }
+}
+
+fn refuse(error: &SqlError, explain: bool, out: &mut String) -> u8 {
+    if explain {
+        out.push_str(&format!("refused ({}): {error}\n", error.code()));
+    }
+    eprintln!("warden sql: {error}");
+    match error {
+        SqlError::Parse(_) => USAGE,
+        _ => DENIED,
+    }
+}
+
+fn describe(requests: &[warden_core::AccessRequest], decisions: &[Decision], out: &mut String) {
+    if requests.is_empty() {
+        out.push_str("access requests: none (the statement reads no relation)\n");
+        return;
+    }
+    out.push_str("access requests:\n");
+    for (i, (request, decision)) in requests.iter().zip(decisions).enumerate() {
+        let columns = request
+            .resource
+            .properties
+            .get("columns")
+            .and_then(Value::as_array)
+            .map(|c| {
+                c.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {}. {} {} [{}]\n",
+            i + 1,
+            request.action.name,
+            request.resource.id,
+            columns
+        ));
+        out.push_str(&format!(
+            "     decision: {} (policy {} {})\n",
+            if decision.allowed { "permit" } else { "deny" },
+            decision.policy.id,
+            decision.policy.revision
+        ));
+        for reason in &decision.reasons {
+            out.push_str(&format!("     reason: {}\n", reason.message));
+        }
+        for diagnostic in &decision.diagnostics {
+            out.push_str(&format!("     diagnostic: {}\n", diagnostic.message));
+        }
+        for obligation in &decision.obligations {
+            out.push_str(&format!("     obligation: {}\n", obligation.to_json()));
+        }
+    }
+}
+
+fn describe_obligations(obligations: &[Obligation], out: &mut String) {
+    if obligations.is_empty() {
+        out.push_str("obligations: none\n");
+        return;
+    }
+    out.push_str("obligations carried out (merged):\n");
+    for obligation in obligations {
+        out.push_str(&format!("  - {}\n", obligation.to_json()));
     }
 }

@@ -1,0 +1,229 @@
+//! `warden sql rewrite` and `warden sql explain`, run as a user runs them.
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+const NURSE: &str = r#"{"id": "nina", "properties": {"role": "nurse", "clinic": "c1"}}"#;
+
+fn schema_file() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("warden-sql-cli-{}-{n}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"{"default_schema": "clinic", "tables": {
+            "clinic.patients": ["id", "clinic_id", "name", "ssn", "birth_date", "notes"],
+            "clinic.visits": ["id", "patient_id", "clinic_id", "reason"]}}"#,
+    )
+    .unwrap();
+    path
+}
+
+fn sql(command: &str, subject: &str, dialect: &str, extra: &[&str], stdin: &str) -> Output {
+    let schema = schema_file();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(root())
+        .args([
+            "sql",
+            command,
+            "--policy",
+            "policies/clinic-data",
+            "--subject",
+            subject,
+        ])
+        .args(["--dialect", dialect, "--schema"])
+        .arg(&schema)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&schema);
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn rewrite_prints_the_guarded_statement() {
+    let out = sql(
+        "rewrite",
+        NURSE,
+        "mysql",
+        &[],
+        "SELECT name, ssn FROM patients WHERE id = 4",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("warden_source.`clinic_id` = 'c1'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("RIGHT(CAST(warden_source.`ssn` AS CHAR)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("AS patients WHERE id = 4"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1);
+}
+
+#[test]
+fn rewrite_refuses_with_the_reason_and_status_3() {
+    for (statement, reason) in [
+        (
+            "SELECT actor FROM audit_log",
+            "does not permit `select` on `clinic.audit_log`",
+        ),
+        (
+            "SELECT 1; DROP TABLE patients",
+            "2 statements in one string",
+        ),
+        (
+            "SELECT load_file('/etc/passwd')",
+            "function `load_file` is not allowed",
+        ),
+        (
+            "UPDATE visits SET clinic_id = 'c2' WHERE id = 1",
+            "outside the row filter",
+        ),
+        (
+            "DROP TABLE visits",
+            "`DROP TABLE` statements are not allowed",
+        ),
+    ] {
+        let out = sql("rewrite", NURSE, "mysql", &[], statement);
+        assert_eq!(out.status.code(), Some(3), "{statement}");
+        assert!(out.stdout.is_empty(), "{statement}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(reason), "{statement}: {stderr}");
+    }
+}
+
+#[test]
+fn bind_parameters_are_checked_when_given() {
+    let statement = "INSERT INTO visits (id, patient_id, clinic_id) VALUES (?, ?, ?)";
+    let ok = sql(
+        "rewrite",
+        NURSE,
+        "sqlite",
+        &["--default-schema", "main", "--params", r#"[1, 1, "c1"]"#],
+        statement,
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let moved = sql(
+        "rewrite",
+        NURSE,
+        "sqlite",
+        &["--default-schema", "main", "--params", r#"[1, 1, "c2"]"#],
+        statement,
+    );
+    assert_eq!(moved.status.code(), Some(3));
+    let missing = sql(
+        "rewrite",
+        NURSE,
+        "sqlite",
+        &["--default-schema", "main"],
+        statement,
+    );
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(
+        text(&missing.stderr).contains("parameter 3"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[test]
+fn bad_arguments_and_unparseable_input_exit_2() {
+    let out = sql("rewrite", NURSE, "mysql", &[], "SELEC name FROM patients");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("does not parse"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sql("rewrite", NURSE, "oracle", &[], "SELECT 1");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown SQL dialect `oracle`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sql("rewrite", "not json", "mysql", &[], "SELECT 1");
+    assert_eq!(out.status.code(), Some(2));
+    let out = sql(
+        "rewrite",
+        NURSE,
+        "mysql",
+        &["--policy", "no/such/dir"],
+        "SELECT 1",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["sql", "rewrite", "--dialect", "postgres"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "missing --policy and --subject");
+}
+
+#[test]
+fn explain_shows_requests_decisions_and_obligations() {
+    let out = sql(
+        "explain",
+        NURSE,
+        "postgres",
+        &["--default-schema", "clinic"],
+        "SELECT p.name, v.reason FROM patients p JOIN visits v ON v.patient_id = p.id",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for want in [
+        "access requests:",
+        "1. select clinic.patients [id, name]",
+        "2. select clinic.visits [patient_id, reason]",
+        "decision: permit (policy clinic-data 1.0.0+sha256.",
+        r#""columns":{"birth_date":"year","notes":"null","ssn":"last4"}"#,
+        r#""type":"mask_columns""#,
+        r#""where":{"eq":[{"column":"clinic_id"},{"subject":"clinic"}]}"#,
+        "obligations carried out (merged):",
+        "rewritten:\n  SELECT p.name, v.reason FROM (SELECT",
+    ] {
+        assert!(stdout.contains(want), "missing `{want}` in:\n{stdout}");
+    }
+    let auditor = r#"{"id": "aude", "properties": {"role": "auditor"}}"#;
+    let out = sql(
+        "explain",
+        auditor,
+        "postgres",
+        &[],
+        "SELECT name FROM patients",
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("decision: deny"), "{stdout}");
+    assert!(
+        stdout.contains("reason: only the clinic's own relations are open to this role"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused (not_permitted)"), "{stdout}");
+}
