@@ -20,9 +20,20 @@
 //! assert!(telemetry.metrics().render_prometheus().contains(r#"warden_decisions_total{pep="http",outcome="permit"} 1"#));
 //! # });
 //! ```
+//!
+//! # Features
+//!
+//! | Name | Description | Default |
+//! |---|---|---|
+//! | `otel` | OpenTelemetry metrics of the decisions: `TelemetryBuilder::meter` registers `warden.decision.duration`, `warden.decisions`, `warden.cache.hits`, `warden.cache.misses`, `warden.pdp.errors`, `warden.fallbacks` and `warden.events.dropped` on an `opentelemetry::metrics::Meter` (see the `otel` module) | no |
+//!
+//! The `warden.decide` span of each decision is not made here: the PEPs open it with `tracing`,
+//! and a binary exports it with a `tracing-opentelemetry` layer (see the clinic example).
 
 mod event;
 mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod sink;
 
 pub use event::{DecisionEvent, Outcome, Pep};

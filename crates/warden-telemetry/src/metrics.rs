@@ -6,15 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::event::{DecisionEvent, Outcome, Pep};
 
 const PEPS: [Pep; 3] = [Pep::Http, Pep::Grpc, Pep::Sql];
-const CLASSES: [&str; 4] = [
-    "pdp_unavailable",
-    "policy_error",
-    "obligation_unsupported",
-    "violation",
-];
+/// The error classes counted as PDP errors. A `violation` is a deny the policy meant, not an
+/// error: it is counted in the decisions (outcome `deny`) only.
+const CLASSES: [&str; 3] = ["pdp_unavailable", "policy_error", "obligation_unsupported"];
 const FALLBACKS: [&str; 2] = ["stale", "fail_open"];
 /// Upper bounds of the latency buckets, in microseconds.
-const BUCKETS_US: [u64; 12] = [
+pub(crate) const BUCKETS_US: [u64; 12] = [
     25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
 ];
 
@@ -99,32 +96,58 @@ impl Metrics {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Refusals counted for an error class (`pdp_unavailable`, `policy_error`,
+    /// `obligation_unsupported`); 0 for any other name, `violation` included.
+    pub fn errors(&self, class: &str) -> u64 {
+        index(&CLASSES, &class)
+            .and_then(|i| self.errors.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Calls `f` with every enforcement point, outcome and their count.
+    pub(crate) fn each_decision(&self, mut f: impl FnMut(Pep, Outcome, u64)) {
+        for (pep, row) in PEPS.iter().zip(&self.decisions) {
+            for (outcome, counter) in Outcome::ALL.iter().zip(row) {
+                f(*pep, *outcome, counter.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    /// Calls `f` with every error class and its count.
+    pub(crate) fn each_error(&self, mut f: impl FnMut(&'static str, u64)) {
+        for (class, counter) in CLASSES.iter().zip(&self.errors) {
+            f(class, counter.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Calls `f` with every fallback kind and its count.
+    pub(crate) fn each_fallback(&self, mut f: impl FnMut(&'static str, u64)) {
+        for (kind, counter) in FALLBACKS.iter().zip(&self.fallbacks) {
+            f(kind, counter.load(Ordering::Relaxed));
+        }
+    }
+
     /// The metrics in the Prometheus text exposition format.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.push_str("# HELP warden_decisions_total Decisions by enforcement point and outcome.\n");
         out.push_str("# TYPE warden_decisions_total counter\n");
-        for (pep, row) in PEPS.iter().zip(&self.decisions) {
-            for (outcome, counter) in Outcome::ALL.iter().zip(row) {
-                let _ = writeln!(
-                    out,
-                    "warden_decisions_total{{pep=\"{}\",outcome=\"{}\"}} {}",
-                    pep.as_str(),
-                    outcome.as_str(),
-                    load(counter)
-                );
-            }
-        }
-        out.push_str("# HELP warden_pdp_errors_total Refusals by error class.\n");
-        out.push_str("# TYPE warden_pdp_errors_total counter\n");
-        for (class, counter) in CLASSES.iter().zip(&self.errors) {
+        self.each_decision(|pep, outcome, count| {
             let _ = writeln!(
                 out,
-                "warden_pdp_errors_total{{class=\"{class}\"}} {}",
-                load(counter)
+                "warden_decisions_total{{pep=\"{}\",outcome=\"{}\"}} {count}",
+                pep.as_str(),
+                outcome.as_str(),
             );
-        }
+        });
+        out.push_str(
+            "# HELP warden_pdp_errors_total PDP outages, policy errors and unenforceable obligations, by error class (a violation is a deny, not an error).\n",
+        );
+        out.push_str("# TYPE warden_pdp_errors_total counter\n");
+        self.each_error(|class, count| {
+            let _ = writeln!(out, "warden_pdp_errors_total{{class=\"{class}\"}} {count}");
+        });
         out.push_str("# HELP warden_cache_hits_total Decisions served by a decision cache.\n");
         out.push_str("# TYPE warden_cache_hits_total counter\n");
         let _ = writeln!(out, "warden_cache_hits_total {}", load(&self.cache_hits));
@@ -137,13 +160,9 @@ impl Metrics {
         );
         out.push_str("# HELP warden_fallbacks_total Decisions served by a fallback.\n");
         out.push_str("# TYPE warden_fallbacks_total counter\n");
-        for (kind, counter) in FALLBACKS.iter().zip(&self.fallbacks) {
-            let _ = writeln!(
-                out,
-                "warden_fallbacks_total{{kind=\"{kind}\"}} {}",
-                load(counter)
-            );
-        }
+        self.each_fallback(|kind, count| {
+            let _ = writeln!(out, "warden_fallbacks_total{{kind=\"{kind}\"}} {count}");
+        });
         out.push_str("# HELP warden_decision_duration_seconds Time from request to verdict.\n");
         out.push_str("# TYPE warden_decision_duration_seconds histogram\n");
         for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
@@ -169,5 +188,30 @@ impl Metrics {
         out.push_str("# TYPE warden_events_dropped_total counter\n");
         let _ = writeln!(out, "warden_events_dropped_total {}", self.dropped());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_violation_is_a_deny_not_a_pdp_error() {
+        let metrics = Metrics::default();
+        let mut deny = DecisionEvent::new(Pep::Http, "GET", "route", "/r", Outcome::Deny);
+        deny.error_class = Some("violation".into());
+        metrics.record(&deny);
+        let mut outage = DecisionEvent::new(Pep::Http, "GET", "route", "/r", Outcome::Unavailable);
+        outage.error_class = Some("pdp_unavailable".into());
+        metrics.record(&outage);
+        assert_eq!(metrics.decisions(Pep::Http, Outcome::Deny), 1);
+        assert_eq!(metrics.errors("violation"), 0);
+        assert_eq!(metrics.errors("pdp_unavailable"), 1);
+        let text = metrics.render_prometheus();
+        assert!(!text.contains(r#"class="violation""#), "{text}");
+        assert!(
+            text.contains(r#"warden_pdp_errors_total{class="pdp_unavailable"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -66,14 +66,18 @@ pub struct TelemetryBuilder {
     capacity: usize,
     sensitive: Vec<String>,
     writer: Option<Box<dyn EventWriter>>,
+    #[cfg(feature = "otel")]
+    meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl fmt::Debug for TelemetryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TelemetryBuilder")
-            .field("capacity", &self.capacity)
-            .field("sensitive", &self.sensitive)
-            .finish_non_exhaustive()
+        let mut f = f.debug_struct("TelemetryBuilder");
+        f.field("capacity", &self.capacity)
+            .field("sensitive", &self.sensitive);
+        #[cfg(feature = "otel")]
+        f.field("meter", &self.meter.is_some());
+        f.finish_non_exhaustive()
     }
 }
 
@@ -98,16 +102,41 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Also reports the decisions as OpenTelemetry metrics on `meter`: the instruments
+    /// `warden.decision.duration`, `warden.decisions`, `warden.cache.hits`,
+    /// `warden.cache.misses`, `warden.pdp.errors`, `warden.fallbacks` and
+    /// `warden.events.dropped` (see the `otel` module docs of this crate for their attributes).
+    ///
+    /// Nothing is added to the request path: the counters are observable counters the SDK reads
+    /// from the atomics [`Metrics`] already keeps, and the duration histogram is recorded by the
+    /// writer task. Give each `Telemetry` its own meter.
+    #[cfg(feature = "otel")]
+    pub fn meter(mut self, meter: opentelemetry::metrics::Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
     /// Starts the writer task.
     pub fn build(self) -> Result<Telemetry, TelemetryError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
         let (tx, mut rx) = mpsc::channel::<Message>(self.capacity);
         let mut writer = self.writer.unwrap_or_else(|| Box::new(json_lines));
+        let metrics = Arc::new(Metrics::default());
+        #[cfg(feature = "otel")]
+        let instruments = self
+            .meter
+            .map(|meter| crate::otel::Instruments::new(&meter, &metrics));
         runtime.spawn(async move {
             while let Some(message) = rx.recv().await {
                 match message {
-                    Message::Event(event) => writer.write(&event),
+                    Message::Event(event) => {
+                        #[cfg(feature = "otel")]
+                        if let Some(instruments) = &instruments {
+                            instruments.record(&event);
+                        }
+                        writer.write(&event);
+                    }
                     Message::Flush(done) => {
                         let _ = done.send(());
                     }
@@ -118,7 +147,7 @@ impl TelemetryBuilder {
             inner: Arc::new(Inner {
                 tx,
                 sensitive: self.sensitive,
-                metrics: Metrics::default(),
+                metrics,
             }),
         })
     }
@@ -133,7 +162,8 @@ fn json_lines(event: &DecisionEvent) {
 struct Inner {
     tx: mpsc::Sender<Message>,
     sensitive: Vec<String>,
-    metrics: Metrics,
+    /// Shared with the OpenTelemetry instruments, which read it at each collection.
+    metrics: Arc<Metrics>,
 }
 
 /// The decision telemetry of a service: cheap to clone, shared by its PEPs.
@@ -164,6 +194,8 @@ impl Telemetry {
                 .map(|k| (*k).to_owned())
                 .collect(),
             writer: None,
+            #[cfg(feature = "otel")]
+            meter: None,
         }
     }
 
