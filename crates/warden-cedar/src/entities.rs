@@ -80,7 +80,7 @@ const CACHED: usize = 1024;
 /// package on reload; not used with an [`EntityProvider`](crate::EntityProvider), whose
 /// entities may change on every request.
 #[derive(Debug, Default)]
-pub(crate) struct EntityCache(RwLock<HashMap<u64, Arc<Cached>>>);
+pub(crate) struct EntityCache(RwLock<HashMap<u64, Arc<Cached>, FxBuild>>);
 
 /// One remembered entity set.
 #[derive(Debug)]
@@ -238,10 +238,14 @@ fn hash_json(value: &Value, hasher: &mut FxHasher) {
     }
 }
 
-/// A fast, non-cryptographic hasher (the rustc "Fx" scheme). Cache hits are confirmed by
-/// comparing the stored key, so collisions only cost a rebuild.
-#[derive(Default)]
-struct FxHasher(u64);
+/// A fast, non-cryptographic hasher (the rustc "Fx" scheme) for maps keyed by names of the
+/// loaded package and for the entity cache, whose hits are confirmed by comparing the stored
+/// key (so collisions only cost a rebuild).
+#[derive(Debug, Default)]
+pub(crate) struct FxHasher(u64);
+
+/// Builds [`FxHasher`]s.
+pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {

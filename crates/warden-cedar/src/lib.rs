@@ -70,13 +70,21 @@
 //! `Route::"/clinics/{clinic_id}/patients"` with `resource.params.clinic_id` and
 //! `resource.query`; the SQL PEP's read `Action::"select"`, `Table::"public.patients"`.
 //!
+//! **Only what the policies read.** When the package loads, Warden collects every attribute
+//! name the policies access (`e.name`, `e["name"]`, `e has name`). Cedar reads entity
+//! attributes only by name, so a subject or resource property whose name no policy mentions
+//! cannot change a decision and is not mapped at all: the many claims of a JWT cost nothing.
+//! The same holds for context attributes, unless a policy uses `context` as a whole value
+//! (`context == {...}`), in which case the whole context is mapped.
+//!
 //! **Values.** Strings, booleans, 64-bit integers, arrays (as sets) and objects (as records)
 //! map to their Cedar counterparts; `{"__entity": {"type": "User", "id": "bob"}}` is an entity
 //! reference, as in Cedar's entity JSON. `null` means *absent*: the attribute (or set element)
 //! is left out, so `has` is false. A number Cedar cannot represent (a fraction, an integer
-//! beyond 64 bits) or a value nested deeper than 32 levels is **rejected**: the decision is a
-//! deny with a policy-error diagnostic naming the value's path. Dropping such a value instead
-//! could stop a `forbid` that tests it from applying.
+//! beyond 64 bits) or a value nested deeper than 32 levels, in a property or context attribute
+//! a policy reads, is **rejected**: the decision is a deny with a policy-error diagnostic
+//! naming the value's path. Dropping such a value instead could stop a `forbid` that tests it
+//! from applying.
 //!
 //! **Entities.** The principal and the resource are request-scoped entities built from the
 //! properties. When the stored entities (`entities.json`, or an [`EntityProvider`]) hold the
@@ -86,8 +94,13 @@
 //! carry claims a schema does not declare); strictly validated policies cannot read
 //! undeclared attributes, and a value of the wrong type makes the policy that reads it fail
 //! to evaluate (see below). `entities.json` suits small, static sets (groups, roles): the
-//! stored set is copied into every decision. Large or changing sets belong in an
+//! stored set is copied into the entity set of a request. Large or changing sets belong in an
 //! [`EntityProvider`], which supplies per request what the policies need.
+//!
+//! Without a provider, the entity set built for a request is remembered (up to 1024 sets per
+//! loaded revision) under the subject's and resource's type, id and the properties policies
+//! read, so the same user asking for the same route with the same parameters again skips
+//! the conversion; a hit is confirmed by comparing those values, never by hash alone.
 //!
 //! # Annotations
 //!
@@ -466,33 +479,19 @@ impl Loaded {
                     Some(hit) => hit,
                     None => match self.entities(&self.compiled.entities, request, &mapped) {
                         Ok(entities) => self.cache.put(hash, request, &read, entities),
-                        Err(decision) => return decision,
+                        Err(message) => return deny(message),
                     },
                 };
                 &cached.entities
             }
             Some(json) => {
-                let base = Entities::from_json_value(json, self.compiled.schema.as_ref()).and_then(
-                    |provided| {
-                        if self.compiled.entities.is_empty() {
-                            Ok(provided)
-                        } else {
-                            self.compiled
-                                .entities
-                                .clone()
-                                .upsert_entities(provided, None)
-                        }
-                    },
-                );
-                let base = match base {
+                let base = match self.provided(json) {
                     Ok(base) => base,
-                    Err(e) => {
-                        return deny(format!("the entity provider's entities are invalid: {e}"));
-                    }
+                    Err(message) => return deny(message),
                 };
                 built = match self.entities(&base, request, &mapped) {
                     Ok(entities) => entities,
-                    Err(decision) => return decision,
+                    Err(message) => return deny(message),
                 };
                 &built
             }
@@ -513,19 +512,34 @@ impl Loaded {
         outcome::interpret(&response, &self.compiled, self.deny_on_error)
     }
 
-    /// `base` with the request-scoped principal and resource; a deny when they cannot be
-    /// built.
+    /// The stored entities with the provider's, which replace stored ones of the same uid.
+    fn provided(&self, json: serde_json::Value) -> Result<Entities, String> {
+        let invalid = |e: cedar_policy::entities_errors::EntitiesError| {
+            format!("the entity provider's entities are invalid: {e}")
+        };
+        let provided =
+            Entities::from_json_value(json, self.compiled.schema.as_ref()).map_err(invalid)?;
+        if self.compiled.entities.is_empty() {
+            return Ok(provided);
+        }
+        self.compiled
+            .entities
+            .clone()
+            .upsert_entities(provided, None)
+            .map_err(invalid)
+    }
+
+    /// `base` with the request-scoped principal and resource.
     fn entities(
         &self,
         base: &Entities,
         request: &AccessRequest,
         mapped: &mapping::Mapped,
-    ) -> Result<Entities, Decision> {
-        let deny = |message: String| Decision::deny().with_error(ErrorClass::PolicyError, message);
+    ) -> Result<Entities, String> {
         let attributes = |properties, path| {
             self.mapper
                 .attributes(properties, path)
-                .map_err(|e| deny(format!("the request cannot be put to Cedar: {e}")))
+                .map_err(|e| format!("the request cannot be put to Cedar: {e}"))
         };
         let principal = attributes(&request.subject.properties, "subject.properties")?;
         let resource = attributes(&request.resource.properties, "resource.properties")?;
@@ -534,7 +548,7 @@ impl Loaded {
             (mapped.principal.clone(), principal),
             (mapped.resource.clone(), resource),
         )
-        .map_err(|e| deny(format!("the request's entities cannot be built: {e}")))
+        .map_err(|e| format!("the request's entities cannot be built: {e}"))
     }
 }
 

@@ -392,14 +392,14 @@ pub(crate) struct Compiled {
     /// Annotations by policy, in load order (file order, then order within the file).
     pub(crate) meta: Vec<PolicyMeta>,
     /// Policy id to its index in `meta`.
-    pub(crate) index: HashMap<String, usize>,
+    pub(crate) index: HashMap<String, usize, crate::entities::FxBuild>,
 }
 
 pub(crate) fn compile(bundle: &Bundle) -> Result<Compiled, LoadError> {
     let schema = compile_schema(&bundle.schemas)?;
     let mut policies = PolicySet::new();
     let mut meta = Vec::new();
-    let mut index = HashMap::new();
+    let mut index = HashMap::default();
     // Policy id to the file that holds it (and the file's text, for positions).
     let mut origin: HashMap<String, (&str, &str)> = HashMap::new();
     for (path, text) in &bundle.policies {
@@ -579,10 +579,8 @@ fn read_annotations(
                     message: value.to_owned(),
                 });
             }
-            REASON_CODE => {
-                if policy.annotation(REASON).is_none() {
-                    return Err(error(key, "`@reason_code` needs a `@reason`".into()));
-                }
+            REASON_CODE if policy.annotation(REASON).is_none() => {
+                return Err(error(key, "`@reason_code` needs a `@reason`".into()));
             }
             // Likely misspellings of Warden's annotations: an obligation that is silently
             // ignored would weaken enforcement.

@@ -10,6 +10,7 @@ use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpre
 use serde_json::{Map, Value};
 use warden_core::AccessRequest;
 
+use crate::entities::FxBuild;
 use crate::load::LoadError;
 use crate::referenced::Referenced;
 
@@ -44,8 +45,8 @@ pub(crate) struct Mapped {
 #[derive(Debug)]
 pub(crate) struct Mapper {
     namespace: Option<String>,
-    explicit: HashMap<String, EntityTypeName>,
-    derived: RwLock<HashMap<String, EntityTypeName>>,
+    explicit: HashMap<String, EntityTypeName, FxBuild>,
+    derived: RwLock<HashMap<String, EntityTypeName, FxBuild>>,
     action_type: EntityTypeName,
     referenced: Referenced,
 }
@@ -67,7 +68,7 @@ impl Mapper {
         };
         let action_type = EntityTypeName::from_str(&qualified("Action"))
             .map_err(|_| LoadError::Mapping("the action type is not a Cedar name".into()))?;
-        let mut map = HashMap::new();
+        let mut map = HashMap::default();
         for (kind, cedar) in explicit {
             let name = EntityTypeName::from_str(cedar).map_err(|_| {
                 LoadError::Mapping(format!(
@@ -79,7 +80,7 @@ impl Mapper {
         Ok(Self {
             namespace: namespace.map(str::to_owned),
             explicit: map,
-            derived: RwLock::new(HashMap::new()),
+            derived: RwLock::new(HashMap::default()),
             action_type,
             referenced,
         })
@@ -189,7 +190,7 @@ pub(crate) fn upper_camel_case(kind: &str) -> Option<String> {
             out.extend(chars);
         }
     }
-    if kind.chars().any(|c| !c.is_ascii()) {
+    if !kind.is_ascii() {
         return None;
     }
     match out.chars().next() {

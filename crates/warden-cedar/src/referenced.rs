@@ -9,6 +9,11 @@
 
 use std::collections::HashSet;
 
+use crate::entities::FxBuild;
+
+/// A set of names.
+type Names = HashSet<String, FxBuild>;
+
 use cedar_policy::PolicySet;
 use serde_json::Value;
 
@@ -16,9 +21,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Referenced {
     /// Every attribute name accessed anywhere; `None`: keep everything.
-    attrs: Option<HashSet<String>>,
+    attrs: Option<Names>,
     /// The context attributes accessed; `None`: keep everything.
-    context: Option<HashSet<String>>,
+    context: Option<Names>,
 }
 
 impl Referenced {
@@ -30,8 +35,8 @@ impl Referenced {
 
     pub(crate) fn of(policies: &PolicySet) -> Self {
         let mut walk = Walk {
-            attrs: HashSet::new(),
-            context: HashSet::new(),
+            attrs: Names::default(),
+            context: Names::default(),
             all_attrs: false,
             all_context: false,
         };
@@ -62,8 +67,8 @@ impl Referenced {
 }
 
 struct Walk {
-    attrs: HashSet<String>,
-    context: HashSet<String>,
+    attrs: Names,
+    context: Names,
     all_attrs: bool,
     all_context: bool,
 }

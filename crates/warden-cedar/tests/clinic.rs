@@ -1,6 +1,7 @@
 //! The Cedar clinic package (`policies/clinic-cedar`) decides every case of the Rego clinic
 //! package (`policies/clinic/cases.json`) as the Rego package does: the same permit or deny,
 //! the same obligations.
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
 
 use std::path::{Path, PathBuf};
 
