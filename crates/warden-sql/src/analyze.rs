@@ -58,11 +58,18 @@ impl Operation {
 pub(crate) struct TableId {
     pub(crate) schema: String,
     pub(crate) table: String,
+    id: String,
 }
 
 impl TableId {
-    pub(crate) fn id(&self) -> String {
-        format!("{}.{}", self.schema, self.table)
+    pub(crate) fn new(schema: String, table: String) -> Self {
+        let id = format!("{schema}.{table}");
+        Self { schema, table, id }
+    }
+
+    /// `schema.table`.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
     }
 }
 
@@ -81,6 +88,9 @@ pub(crate) struct AccessBuild {
 pub(crate) struct TablePlan {
     pub(crate) filter: Option<Predicate>,
     pub(crate) masks: BTreeMap<String, MaskStrategy>,
+    /// The columns the statement may read from the relation (lower case); `None` for all. A
+    /// masked substitution projects only these.
+    pub(crate) read: Option<BTreeSet<String>>,
 }
 
 /// The obligations of a statement, by relation id.
@@ -492,7 +502,7 @@ impl<'a> Walker<'a> {
         };
         self.push_var(Some(visible), VarKind::Relation, columns, access);
         if let Some(plan) = self.plan
-            && let Some(tp) = plan.tables.get(&table.id())
+            && let Some(tp) = plan.tables.get(table.id())
             && (tp.filter.is_some() || !tp.masks.is_empty())
         {
             let substituted = self.substitute(factor, &table, tp)?;
@@ -533,7 +543,12 @@ impl<'a> Walker<'a> {
             });
         }
         let source = Ident::new(SOURCE);
-        let projection = self.masked_columns(table, tp, &source, true)?;
+        // Column aliases (`AS p (a, b)`) are positional: they need every column.
+        let read = match &outer.columns[..] {
+            [] => tp.read.as_ref(),
+            _ => None,
+        };
+        let projection = self.masked_columns(table, tp, &source, true, read)?;
         let selection = match &tp.filter {
             Some(filter) => Some(self.filter_expr(filter, &source, table)?),
             None => None,
@@ -563,6 +578,7 @@ impl<'a> Walker<'a> {
         tp: &TablePlan,
         qualifier: &Ident,
         wildcard_ok: bool,
+        read: Option<&BTreeSet<String>>,
     ) -> R<Vec<SelectItem>> {
         let rules = self.cfg.rules;
         if tp.masks.is_empty() && wildcard_ok {
@@ -571,18 +587,24 @@ impl<'a> Walker<'a> {
         let columns = self
             .cfg
             .catalog
-            .columns(&table.id())
-            .ok_or_else(|| DenyReason::UnknownColumns(table.id()))?;
+            .columns(table.id())
+            .ok_or_else(|| DenyReason::UnknownColumns(table.id().to_owned()))?;
         for column in tp.masks.keys() {
             if !columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
                 return Err(DenyReason::UnknownColumn {
-                    table: table.id(),
+                    table: table.id().to_owned(),
                     column: column.clone(),
                 });
             }
         }
-        columns
-            .iter()
+        let wanted = |c: &String| read.is_none_or(|r| r.contains(&c.to_lowercase()));
+        let mut chosen: Vec<&String> = columns.iter().filter(|c| wanted(c)).collect();
+        if chosen.is_empty() {
+            // Nothing is read (`count(*)`): one column keeps the list valid.
+            chosen.extend(columns.first());
+        }
+        chosen
+            .into_iter()
             .map(|c| {
                 let reference = Expr::CompoundIdentifier(vec![qualifier.clone(), rules.ident(c)]);
                 let strategy = tp
@@ -605,7 +627,7 @@ impl<'a> Walker<'a> {
     /// The SQL of a row filter over the columns of `qualifier`.
     fn filter_expr(&self, filter: &Predicate, qualifier: &Ident, table: &TableId) -> R<Expr> {
         let rules = self.cfg.rules;
-        let known = self.cfg.catalog.columns(&table.id());
+        let known = self.cfg.catalog.columns(table.id());
         let column = |c: &str| -> R<Expr> {
             let name = match known {
                 Some(cols) => cols
@@ -613,7 +635,7 @@ impl<'a> Walker<'a> {
                     .find(|k| k.as_str() == c)
                     .or_else(|| cols.iter().find(|k| k.eq_ignore_ascii_case(c)))
                     .ok_or_else(|| DenyReason::UnknownColumn {
-                        table: table.id(),
+                        table: table.id().to_owned(),
                         column: c.to_owned(),
                     })?
                     .as_str(),
@@ -672,7 +694,7 @@ impl<'a> Walker<'a> {
     }
 
     fn table_plan(&self, table: &TableId) -> Option<&'a TablePlan> {
-        self.plan.and_then(|p| p.tables.get(&table.id()))
+        self.plan.and_then(|p| p.tables.get(table.id()))
     }
 
     fn update(&mut self, u: &mut Update) -> R {
@@ -848,11 +870,7 @@ impl<'a> Walker<'a> {
                 access.all_columns = true;
             }
         }
-        let catalog = self
-            .cfg
-            .catalog
-            .columns(&table.id())
-            .map(<[String]>::to_vec);
+        let catalog = self.cfg.catalog.columns(table.id()).map(<[String]>::to_vec);
         // ON CONFLICT / ON DUPLICATE KEY: the existing row is the target, `excluded` the new one.
         match &mut i.on {
             Some(OnInsert::OnConflict(oc)) => {
@@ -909,7 +927,7 @@ impl<'a> Walker<'a> {
             } else {
                 catalog
                     .clone()
-                    .ok_or_else(|| DenyReason::UnknownColumns(table.id()))?
+                    .ok_or_else(|| DenyReason::UnknownColumns(table.id().to_owned()))?
             };
             if !i.assignments.is_empty() {
                 let row: Vec<(String, &Expr)> = columns
@@ -982,7 +1000,7 @@ impl<'a> Walker<'a> {
                     .iter()
                     .find(|k| k.eq_ignore_ascii_case(c))
                     .ok_or_else(|| DenyReason::CannotProve {
-                        table: table.id(),
+                        table: table.id().to_owned(),
                         detail: format!("column `{c}` is not among the inserted columns"),
                     })?;
                 Ok(Expr::CompoundIdentifier(vec![
@@ -1137,9 +1155,9 @@ impl<'a> Walker<'a> {
                         let columns: Vec<String> = if ins.columns.is_empty() {
                             self.cfg
                                 .catalog
-                                .columns(&table.id())
+                                .columns(table.id())
                                 .map(<[String]>::to_vec)
-                                .ok_or_else(|| DenyReason::UnknownColumns(table.id()))?
+                                .ok_or_else(|| DenyReason::UnknownColumns(table.id().to_owned()))?
                         } else {
                             ins.columns
                                 .iter()
@@ -1192,7 +1210,7 @@ impl<'a> Walker<'a> {
             if let Some((_, value)) = assigned.iter().find(|(a, _)| a.eq_ignore_ascii_case(c)) {
                 if !pure(value) {
                     return Err(DenyReason::CannotProve {
-                        table: table.id(),
+                        table: table.id().to_owned(),
                         detail: format!("the value written to `{c}` is not a plain expression"),
                     });
                 }
@@ -1201,7 +1219,7 @@ impl<'a> Walker<'a> {
             match qualifier {
                 Some(q) => Ok(Expr::CompoundIdentifier(vec![q.clone(), rules.ident(c)])),
                 None => Err(DenyReason::CannotProve {
-                    table: table.id(),
+                    table: table.id().to_owned(),
                     detail: format!("the inserted row does not set `{c}`"),
                 }),
             }
@@ -1221,18 +1239,18 @@ impl<'a> Walker<'a> {
         for column in filter.columns() {
             let Some((_, expr)) = row.iter().find(|(c, _)| c.eq_ignore_ascii_case(column)) else {
                 return Err(DenyReason::CannotProve {
-                    table: table.id(),
+                    table: table.id().to_owned(),
                     detail: format!("the row does not set `{column}`"),
                 });
             };
             let value = self.known(expr).ok_or_else(|| DenyReason::CannotProve {
-                table: table.id(),
+                table: table.id().to_owned(),
                 detail: format!("the value of `{column}` is not a literal or bind parameter"),
             })?;
             values.push((column.to_owned(), value));
         }
         Ok(Check {
-            table: table.id(),
+            table: table.id().to_owned(),
             predicate: filter.clone(),
             row: values,
         })
@@ -1273,7 +1291,7 @@ impl<'a> Walker<'a> {
                 }
                 if matches!(assignment.target, AssignmentTarget::Tuple(_)) {
                     return Err(DenyReason::CannotProve {
-                        table: table.id(),
+                        table: table.id().to_owned(),
                         detail: format!("`{column}` is assigned from a tuple"),
                     });
                 }
@@ -1287,7 +1305,7 @@ impl<'a> Walker<'a> {
                 }
                 let value = self.known(&assignment.value).ok_or_else(|| {
                     DenyReason::CannotProve {
-                        table: table.id(),
+                        table: table.id().to_owned(),
                         detail: format!(
                             "the value assigned to `{column}` is not a literal or bind parameter"
                         ),
@@ -1303,7 +1321,7 @@ impl<'a> Walker<'a> {
         // still hold.
         let assigned: BTreeSet<String> = row.iter().map(|(c, _)| c.to_lowercase()).collect();
         self.checks.push(Check {
-            table: table.id(),
+            table: table.id().to_owned(),
             predicate: prune(filter, &assigned),
             row,
         });
@@ -1392,7 +1410,7 @@ impl<'a> Walker<'a> {
                 _ => false,
             };
             if expand {
-                out.extend(self.masked_columns(table, tp, qualifier, false)?);
+                out.extend(self.masked_columns(table, tp, qualifier, false, None)?);
             } else {
                 out.push(item);
             }
@@ -1451,9 +1469,9 @@ impl<'a> Walker<'a> {
                 ));
             }
         };
-        let id = TableId { schema, table };
+        let id = TableId::new(schema, table);
         if !self.cfg.allow_system && self.cfg.rules.is_system(&id.schema, &id.table, qualified) {
-            return Err(DenyReason::SystemCatalog(id.id()));
+            return Err(DenyReason::SystemCatalog(id.id().to_owned()));
         }
         Ok(id)
     }
@@ -1461,7 +1479,7 @@ impl<'a> Walker<'a> {
     fn catalog_columns(&self, table: &TableId) -> Option<Vec<String>> {
         self.cfg
             .catalog
-            .columns(&table.id())
+            .columns(table.id())
             .map(|cols| cols.iter().map(|c| c.to_lowercase()).collect())
     }
 

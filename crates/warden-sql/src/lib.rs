@@ -31,9 +31,9 @@
 //! let enforced = policy.enforce(&pdp, &request).await.unwrap();
 //! assert_eq!(
 //!     &*enforced.statement,
-//!     "SELECT name FROM (SELECT warden_source.\"id\" AS \"id\", warden_source.\"clinic_id\" AS \"clinic_id\", \
-//!      warden_source.\"name\" AS \"name\", CAST(NULL AS TEXT) AS \"ssn\" FROM patients AS warden_source \
-//!      WHERE warden_source.\"clinic_id\" = 'c1' OFFSET 0) AS patients WHERE ssn = '123-45-6789'"
+//!     "SELECT name FROM (SELECT warden_source.\"name\" AS \"name\", CAST(NULL AS TEXT) AS \"ssn\" \
+//!      FROM patients AS warden_source WHERE warden_source.\"clinic_id\" = 'c1' OFFSET 0) AS patients \
+//!      WHERE ssn = '123-45-6789'"
 //! );
 //! assert_eq!(enforced.requests[0].resource.id, "public.patients");
 //!

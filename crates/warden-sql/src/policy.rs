@@ -1,6 +1,6 @@
 //! [`SqlPolicy`]: the configured SQL PEP — parse, analyse, ask, rewrite, check.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use warden_core::{
     merge_obligations,
 };
 
-use crate::analyze::{AccessBuild, Check, Config, Operation, Plan, TableId, TablePlan, Walker};
+use crate::analyze::{AccessBuild, Check, Config, Operation, Plan, TablePlan, Walker};
 use crate::catalog::Catalog;
 use crate::dialect::{Dialect, DialectRules};
 use crate::error::{DenyReason, SqlError};
@@ -355,6 +355,8 @@ impl fmt::Debug for SqlPolicy {
 #[derive(Debug, Clone)]
 pub struct Analysis {
     text: Arc<str>,
+    /// Per relation: the columns its reads may touch (`None`: all of them).
+    reads: HashMap<String, Option<BTreeSet<String>>>,
     statement: Statement,
     accesses: Vec<TableAccess>,
     placeholders: HashMap<(u64, u64), usize>,
@@ -580,6 +582,18 @@ impl SqlPolicy {
             )
             .into());
         }
+        let mut reads: HashMap<String, Option<BTreeSet<String>>> = HashMap::new();
+        for a in walker.accesses.iter().filter(|a| a.used) {
+            let entry = reads
+                .entry(a.table.id().to_owned())
+                .or_insert_with(|| Some(BTreeSet::new()));
+            if a.operation != Operation::Select || a.all_columns {
+                // Writes and `*` keep every column in view.
+                *entry = None;
+            } else if let Some(set) = entry {
+                set.extend(a.columns.iter().map(|c| c.to_lowercase()));
+            }
+        }
         let accesses = walker
             .accesses
             .into_iter()
@@ -588,6 +602,7 @@ impl SqlPolicy {
             .collect();
         Ok(Analysis {
             text: sql.into(),
+            reads,
             statement,
             accesses,
             placeholders,
@@ -600,6 +615,18 @@ impl SqlPolicy {
     pub fn rewrite(
         &self,
         analysis: &Analysis,
+        decisions: &[Decision],
+        subject: &Subject,
+    ) -> Result<(Arc<Rewrite>, Vec<Obligation>, bool), SqlError> {
+        self.rewrite_impl(analysis, None, decisions, subject)
+    }
+
+    /// [`Self::rewrite`], walking `owned` (the analysis' statement, when the caller owns it)
+    /// instead of a clone.
+    fn rewrite_impl(
+        &self,
+        analysis: &Analysis,
+        owned: Option<Statement>,
         decisions: &[Decision],
         subject: &Subject,
     ) -> Result<(Arc<Rewrite>, Vec<Obligation>, bool), SqlError> {
@@ -625,8 +652,8 @@ impl SqlPolicy {
             [one] => merge_obligations(one.obligations.clone()),
             many => merge_obligations(many.iter().flat_map(|d| d.obligations.clone()).collect()),
         };
-        let (plan, key) = self.plan(analysis, &obligations, subject)?;
         let rewrites = self.inner.rewrites.as_ref();
+        let (plan, key) = self.plan(analysis, &obligations, subject, rewrites.is_some())?;
         let full_key = rewrites.map(|_| {
             let mut k = String::with_capacity(analysis.text.len() + key.len() + 1);
             k.push_str(&analysis.text);
@@ -639,17 +666,22 @@ impl SqlPolicy {
         {
             return Ok((hit, obligations, true));
         }
-        let rewrite = Arc::new(self.rewrite_with(analysis, &plan)?);
+        let rewrite = Arc::new(self.rewrite_with(analysis, owned, &plan)?);
         if let (Some(cache), Some(k)) = (rewrites, full_key) {
             cache.insert(k, rewrite.clone());
         }
         Ok((rewrite, obligations, false))
     }
 
-    fn rewrite_with(&self, analysis: &Analysis, plan: &Plan) -> Result<Rewrite, SqlError> {
+    fn rewrite_with(
+        &self,
+        analysis: &Analysis,
+        owned: Option<Statement>,
+        plan: &Plan,
+    ) -> Result<Rewrite, SqlError> {
         let catalog = self.inner.catalog.load();
         let config = self.config(&catalog);
-        let mut statement = analysis.statement.clone();
+        let mut statement = owned.unwrap_or_else(|| analysis.statement.clone());
         let mut walker = Walker::new(&config, Some(plan), &analysis.placeholders);
         walker.statement(&mut statement)?;
         Ok(Rewrite {
@@ -665,6 +697,7 @@ impl SqlPolicy {
         analysis: &Analysis,
         obligations: &[Obligation],
         subject: &Subject,
+        keyed: bool,
     ) -> Result<(Plan, String), DenyReason> {
         for o in obligations {
             match o {
@@ -715,6 +748,18 @@ impl SqlPolicy {
             if filter.is_none() && masks.is_empty() {
                 continue;
             }
+            let read = analysis.reads.get(&access.id).cloned().flatten();
+            if !keyed {
+                plan.tables.insert(
+                    access.id.clone(),
+                    TablePlan {
+                        filter,
+                        masks,
+                        read,
+                    },
+                );
+                continue;
+            }
             key.push_str(&access.id);
             key.push('|');
             if let Some(f) = &filter {
@@ -728,8 +773,14 @@ impl SqlPolicy {
                 key.push(',');
             }
             key.push(';');
-            plan.tables
-                .insert(access.id.clone(), TablePlan { filter, masks });
+            plan.tables.insert(
+                access.id.clone(),
+                TablePlan {
+                    filter,
+                    masks,
+                    read,
+                },
+            );
         }
         Ok((plan, key))
     }
@@ -753,8 +804,23 @@ impl SqlPolicy {
             }
             decisions
         };
+        // Without an analysis cache the analysis is ours alone: walk its statement, no clone.
+        let (analysis, owned) = match Arc::try_unwrap(analysis) {
+            Ok(mut owned) => {
+                let statement = std::mem::replace(
+                    &mut owned.statement,
+                    Statement::Commit {
+                        chain: false,
+                        end: false,
+                        modifier: None,
+                    },
+                );
+                (Arc::new(owned), Some(statement))
+            }
+            Err(shared) => (shared, None),
+        };
         let (rewrite, obligations, cache_hit) =
-            self.rewrite(&analysis, &decisions, &request.subject)?;
+            self.rewrite_impl(&analysis, owned, &decisions, &request.subject)?;
         rewrite.check(&request.params)?;
         Ok(Enforcement {
             statement: rewrite.sql.clone(),
@@ -777,8 +843,8 @@ fn names(table: &str, access: &TableAccess) -> bool {
 }
 
 fn finish_access(a: AccessBuild, catalog: &Catalog) -> TableAccess {
-    let TableId { schema, table } = a.table.clone();
-    let id = a.table.id();
+    let (schema, table) = (a.table.schema.clone(), a.table.table.clone());
+    let id = a.table.id().to_owned();
     let columns = if a.operation == Operation::Delete {
         Vec::new()
     } else if a.all_columns {

@@ -382,12 +382,19 @@ async fn the_rewrite_cache_serves_repeated_statements() {
         "public.patients",
         ["id", "clinic_id", "name", "ssn", "notes"],
     ));
-    let fourth = p.enforce(&filtered(), &request).await.unwrap();
+    let star = SqlRequest::new("SELECT * FROM patients", nurse());
+    let fourth = p.enforce(&filtered(), &star).await.unwrap();
     assert!(!fourth.cache_hit);
     assert!(
         fourth.statement.contains("\"notes\""),
         "{}",
         fourth.statement
+    );
+    // A masked relation projects only the columns the statement can reference.
+    assert!(
+        !first.statement.contains("\"clinic_id\" AS"),
+        "{}",
+        first.statement
     );
 }
 
