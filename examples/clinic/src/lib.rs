@@ -15,12 +15,14 @@
 //! | `GET /metrics` | admins (Prometheus text) |
 
 pub mod db;
+pub mod otel;
 
 use std::path::{Path, PathBuf};
 
 use axum::extract::{Path as Params, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -85,6 +87,8 @@ pub fn app(
                 .masker(masker)
                 .telemetry(telemetry),
         )
+        // Outermost: every request runs in an `http.request` span, parent of `warden.decide`.
+        .layer(middleware::from_fn(otel::request_span))
         .with_state(db)
 }
 // ANCHOR_END: app

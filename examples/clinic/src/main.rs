@@ -1,21 +1,34 @@
 //! Runs the clinic example on 127.0.0.1 and prints `curl` lines to try each outcome.
+//!
+//! Decision events are logged as JSON lines. With `OTEL_EXPORTER_OTLP_ENDPOINT` set (say
+//! `http://127.0.0.1:4318`), spans (`http.request`, `warden.decide`) and the `warden.*` metrics
+//! are also exported there over OTLP/HTTP.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
+use example_clinic::otel::Otel;
 use example_clinic::{BoxError, app, db, masker, policy_and_verifier};
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use warden::telemetry::Telemetry;
 use warden_test::TestTokens;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    let otel = endpoint.as_deref().map(Otel::init).transpose()?;
+    tracing_subscriber::registry()
+        .with(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,warden=debug")),
         )
+        .with(tracing_subscriber::fmt::layer())
+        .with(otel.as_ref().map(Otel::layer))
         .init();
 
     let addr: SocketAddr = std::env::var("CLINIC_ADDR")
@@ -33,15 +46,26 @@ async fn main() -> Result<(), BoxError> {
     tracing::info!(%addr, database = %url, policy = ?revision, "clinic service listening");
     print_curl_lines(addr);
 
-    // One JSON line per decision, as a `tracing` event with target `warden::decision_event`.
-    let telemetry = Telemetry::builder().build()?;
-    let app =
-        app(db, pdp, jwt, masker()?, telemetry).into_make_service_with_connect_info::<SocketAddr>();
+    // One JSON line per decision, as a `tracing` event with target `warden::decision_event`;
+    // and the `warden.*` OpenTelemetry metrics when exporting.
+    let mut telemetry = Telemetry::builder();
+    if let Some(otel) = &otel {
+        tracing::info!(endpoint = ?endpoint, "exporting spans and metrics over OTLP/HTTP");
+        telemetry = telemetry.meter(otel.meter());
+    }
+    let telemetry = telemetry.build()?;
+    let app = app(db, pdp, jwt, masker()?, telemetry.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    // The last events reach the histogram, then everything pending is exported.
+    telemetry.flush().await;
+    if let Some(otel) = otel {
+        otel.shutdown().await?;
+    }
     Ok(())
 }
 
