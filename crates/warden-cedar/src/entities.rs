@@ -87,6 +87,8 @@ pub(crate) struct EntityCache(RwLock<HashMap<u64, Arc<Cached>, FxBuild>>);
 pub(crate) struct Cached {
     subject: Key,
     resource: Key,
+    pub(crate) principal: EntityUid,
+    pub(crate) resource_uid: EntityUid,
     pub(crate) entities: Entities,
 }
 
@@ -184,18 +186,21 @@ impl EntityCache {
         (hash, found)
     }
 
-    /// Remembers `entities` as the set of `request`.
+    /// Remembers `entities` as the set of `request`, with its principal and resource.
     pub(crate) fn put(
         &self,
         hash: u64,
         request: &AccessRequest,
         read: &dyn Fn(&str) -> bool,
+        (principal, resource_uid): (EntityUid, EntityUid),
         entities: Entities,
     ) -> Arc<Cached> {
         let (s, r) = (&request.subject, &request.resource);
         let cached = Arc::new(Cached {
             subject: Key::new(&s.kind, &s.id, &s.properties, read),
             resource: Key::new(&r.kind, &r.id, &r.properties, read),
+            principal,
+            resource_uid,
             entities,
         });
         if let Ok(mut map) = self.0.write() {

@@ -176,7 +176,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Authorizer, Entities, Request};
+use cedar_policy::{Authorizer, Entities, EntityUid, Request};
 use warden_core::{AccessRequest, Decision, ErrorClass, Pdp, PdpError, PdpFuture, PolicyRevision};
 
 pub use load::{LoadError, Position};
@@ -465,44 +465,56 @@ struct Loaded {
 impl Loaded {
     fn decide(&self, request: &AccessRequest, provided: Option<serde_json::Value>) -> Decision {
         let deny = |message: String| Decision::deny().with_error(ErrorClass::PolicyError, message);
-        let mapped = match self.mapper.map(request) {
-            Ok(mapped) => mapped,
-            Err(e) => return deny(format!("the request cannot be put to Cedar: {e}")),
-        };
+        let unmappable =
+            |e: mapping::MapError| deny(format!("the request cannot be put to Cedar: {e}"));
         let cached;
         let built;
-        let entities = match provided {
+        let (principal, resource, entities) = match provided {
             None => {
                 let read = |name: &str| self.mapper.reads_attribute(name);
                 let (hash, hit) = self.cache.get(request, &read);
                 cached = match hit {
                     Some(hit) => hit,
-                    None => match self.entities(&self.compiled.entities, request, &mapped) {
-                        Ok(entities) => self.cache.put(hash, request, &read, entities),
-                        Err(message) => return deny(message),
-                    },
+                    None => {
+                        let uids = match self.mapper.principal_and_resource(request) {
+                            Ok(uids) => uids,
+                            Err(e) => return unmappable(e),
+                        };
+                        match self.entities(&self.compiled.entities, request, &uids) {
+                            Ok(entities) => self.cache.put(hash, request, &read, uids, entities),
+                            Err(message) => return deny(message),
+                        }
+                    }
                 };
-                &cached.entities
+                (
+                    cached.principal.clone(),
+                    cached.resource_uid.clone(),
+                    &cached.entities,
+                )
             }
             Some(json) => {
+                let (principal, resource) = match self.mapper.principal_and_resource(request) {
+                    Ok(uids) => uids,
+                    Err(e) => return unmappable(e),
+                };
                 let base = match self.provided(json) {
                     Ok(base) => base,
                     Err(message) => return deny(message),
                 };
-                built = match self.entities(&base, request, &mapped) {
+                let uids = (principal, resource);
+                built = match self.entities(&base, request, &uids) {
                     Ok(entities) => entities,
                     Err(message) => return deny(message),
                 };
-                &built
+                (uids.0, uids.1, &built)
             }
         };
-        let cedar_request = match Request::new(
-            mapped.principal,
-            mapped.action,
-            mapped.resource,
-            mapped.context,
-            None,
-        ) {
+        let context = match self.mapper.context(request) {
+            Ok(context) => context,
+            Err(e) => return unmappable(e),
+        };
+        let action = self.mapper.action(request);
+        let cedar_request = match Request::new(principal, action, resource, context, None) {
             Ok(r) => r,
             Err(e) => return deny(format!("the Cedar request cannot be built: {e}")),
         };
@@ -534,7 +546,7 @@ impl Loaded {
         &self,
         base: &Entities,
         request: &AccessRequest,
-        mapped: &mapping::Mapped,
+        (principal_uid, resource_uid): &(EntityUid, EntityUid),
     ) -> Result<Entities, String> {
         let attributes = |properties, path| {
             self.mapper
@@ -545,8 +557,8 @@ impl Loaded {
         let resource = attributes(&request.resource.properties, "resource.properties")?;
         entities::for_request(
             base,
-            (mapped.principal.clone(), principal),
-            (mapped.resource.clone(), resource),
+            (principal_uid.clone(), principal),
+            (resource_uid.clone(), resource),
         )
         .map_err(|e| format!("the request's entities cannot be built: {e}"))
     }

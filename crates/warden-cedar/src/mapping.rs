@@ -33,14 +33,6 @@ impl fmt::Display for MapError {
 /// The attributes of a request-scoped entity.
 pub(crate) type Attributes = Vec<(String, RestrictedExpression)>;
 
-/// The principal, action, resource and context of an access request in Cedar's terms.
-pub(crate) struct Mapped {
-    pub(crate) principal: EntityUid,
-    pub(crate) action: EntityUid,
-    pub(crate) resource: EntityUid,
-    pub(crate) context: Context,
-}
-
 /// Maps AuthZEN types to Cedar entity types (see the crate docs), remembering what it derived.
 #[derive(Debug)]
 pub(crate) struct Mapper {
@@ -116,8 +108,11 @@ impl Mapper {
         Ok(name)
     }
 
-    /// The principal, action, resource and context of `request`.
-    pub(crate) fn map(&self, request: &AccessRequest) -> Result<Mapped, MapError> {
+    /// The principal and the resource of `request`.
+    pub(crate) fn principal_and_resource(
+        &self,
+        request: &AccessRequest,
+    ) -> Result<(EntityUid, EntityUid), MapError> {
         let principal = EntityUid::from_type_name_and_id(
             self.entity_type(&request.subject.kind)?,
             EntityId::new(&request.subject.id),
@@ -126,10 +121,20 @@ impl Mapper {
             self.entity_type(&request.resource.kind)?,
             EntityId::new(&request.resource.id),
         );
-        let action = EntityUid::from_type_name_and_id(
+        Ok((principal, resource))
+    }
+
+    /// The action of `request`.
+    pub(crate) fn action(&self, request: &AccessRequest) -> EntityUid {
+        EntityUid::from_type_name_and_id(
             self.action_type.clone(),
             EntityId::new(&request.action.name),
-        );
+        )
+    }
+
+    /// The context of `request`: the attributes some policy can read, with the action's
+    /// properties as `context.action`.
+    pub(crate) fn context(&self, request: &AccessRequest) -> Result<Context, MapError> {
         let read = |name: &str| self.referenced.context(name);
         let mut pairs = record_pairs(&request.context, "context", read)?;
         if !request.action.properties.is_empty() {
@@ -150,18 +155,11 @@ impl Mapper {
                 ));
             }
         }
-        let context = if pairs.is_empty() {
-            Context::empty()
-        } else {
-            Context::from_pairs(pairs)
-                .map_err(|e| MapError(format!("the context cannot be built: {e}")))?
-        };
-        Ok(Mapped {
-            principal,
-            action,
-            resource,
-            context,
-        })
+        if pairs.is_empty() {
+            return Ok(Context::empty());
+        }
+        Context::from_pairs(pairs)
+            .map_err(|e| MapError(format!("the context cannot be built: {e}")))
     }
 
     /// The attributes of a request-scoped entity: the properties some policy can read.
@@ -359,10 +357,13 @@ mod tests {
             Action::new("GET"),
             Resource::new("route", "/x"),
         );
-        let mapped = mapper.map(&request).unwrap();
-        assert_eq!(mapped.principal.to_string(), r#"Clinic::User::"alice""#);
-        assert_eq!(mapped.action.to_string(), r#"Clinic::Action::"GET""#);
-        assert_eq!(mapped.resource.to_string(), r#"Http::Route::"/x""#);
+        let (principal, resource) = mapper.principal_and_resource(&request).unwrap();
+        assert_eq!(principal.to_string(), r#"Clinic::User::"alice""#);
+        assert_eq!(
+            mapper.action(&request).to_string(),
+            r#"Clinic::Action::"GET""#
+        );
+        assert_eq!(resource.to_string(), r#"Http::Route::"/x""#);
         // Remembered, and the same the second time.
         assert_eq!(
             mapper.entity_type("user").unwrap().to_string(),
@@ -440,10 +441,10 @@ mod tests {
             .action
             .properties
             .insert("method".into(), json!("GET"));
-        let mapped = mapper.map(&request).unwrap();
-        let context = mapped.context.get("action").unwrap().to_string();
+        let context = mapper.context(&request).unwrap();
+        let context = context.get("action").unwrap().to_string();
         assert!(context.contains("GET"), "{context}");
         let request = request.with_context("action", "x");
-        assert!(mapper.map(&request).is_err());
+        assert!(mapper.context(&request).is_err());
     }
 }
