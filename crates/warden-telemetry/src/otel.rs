@@ -14,7 +14,7 @@
 //! | `warden.events.dropped` | counter | `{event}` | |
 //!
 //! Nothing of it runs on the request path. The counters are *observable* counters: the SDK reads
-//! them at each collection from the same atomics as [`Metrics`](crate::Metrics), which `emit`
+//! them at each collection from the same atomics as [`Metrics`], which `emit`
 //! already increments, so they count every event (dropped ones included) and agree with the
 //! Prometheus text. The histogram is recorded by the background writer task, as it takes each
 //! event off the queue: an event dropped because the queue was full is missing from it, and

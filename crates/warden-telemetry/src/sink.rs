@@ -105,7 +105,7 @@ impl TelemetryBuilder {
     /// Also reports the decisions as OpenTelemetry metrics on `meter`: the instruments
     /// `warden.decision.duration`, `warden.decisions`, `warden.cache.hits`,
     /// `warden.cache.misses`, `warden.pdp.errors`, `warden.fallbacks` and
-    /// `warden.events.dropped` (see the `otel` module docs of this crate for their attributes).
+    /// `warden.events.dropped` (see [`otel`](crate::otel) for their attributes).
     ///
     /// Nothing is added to the request path: the counters are observable counters the SDK reads
     /// from the atomics [`Metrics`] already keeps, and the duration histogram is recorded by the
