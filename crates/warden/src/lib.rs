@@ -10,7 +10,10 @@
 //! | `axum` | the axum integration of `http` (route templates, path parameters, the `Authorized` extractor) | yes |
 //! | `rego` | [`rego`]: the embedded Rego PDP on regorus | yes |
 //! | `cedar` | [`cedar`]: the embedded Cedar PDP on cedar-policy | no |
+//! | `remote` | [`remote`]: the remote PDP client (AuthZEN 1.0, OPA Data API) | no |
+//! | `server` | [`server`]: the Warden PDP server, to embed or test against | no |
 //! | `telemetry` | [`telemetry`]: decision events, the bounded sink, Prometheus metrics | no |
+//! | `otel` | OpenTelemetry metrics of the decisions (`TelemetryBuilder::meter`), with `telemetry` | no |
 //! | `full` | every integration | no |
 //!
 //! The decision model ([`AccessRequest`], [`Decision`], [`Obligation`], the [`Pdp`] trait) is
