@@ -96,7 +96,8 @@ fn verifier() -> JwtVerifier {
 }
 
 /// As [`with_layer_cached`], with decision events and metrics: every event is serialized to a
-/// JSON line (and thrown away) by the sink's writer task, as a log exporter would.
+/// JSON line (and thrown away) by the sink's writer task, as a log exporter would. The writer
+/// runs on the server runtime's worker threads.
 fn with_layer_cached_telemetry(telemetry: Telemetry) -> Router {
     bare().layer(
         PolicyLayer::new(clinic_pdp().with_cache(CacheConfig::default())).telemetry(telemetry),
@@ -277,7 +278,9 @@ impl Setup {
             .build()
             .unwrap();
         let token = bearer_token();
-        let telemetry = client.block_on(async {
+        // The writer task runs on the multi-threaded runtime, as in a server: the request path
+        // pays for building and queueing the event, the writer's serialization runs beside it.
+        let telemetry = server.block_on(async {
             Telemetry::builder()
                 .writer(|event: &DecisionEvent| {
                     black_box(serde_json::to_vec(event).ok());

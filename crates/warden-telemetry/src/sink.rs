@@ -127,10 +127,13 @@ impl TelemetryBuilder {
         let instruments = self
             .meter
             .map(|meter| crate::otel::Instruments::new(&meter, &metrics));
+        let sensitive = self.sensitive;
         runtime.spawn(async move {
             while let Some(message) = rx.recv().await {
                 match message {
-                    Message::Event(event) => {
+                    Message::Event(mut event) => {
+                        // Redacted here, off the request path, before the event leaves.
+                        redact(&mut event.attributes, &sensitive);
                         #[cfg(feature = "otel")]
                         if let Some(instruments) = &instruments {
                             instruments.record(&event);
@@ -146,7 +149,6 @@ impl TelemetryBuilder {
         Ok(Telemetry {
             inner: Arc::new(Inner {
                 tx,
-                sensitive: self.sensitive,
                 metrics,
             }),
         })
@@ -161,16 +163,16 @@ fn json_lines(event: &DecisionEvent) {
 
 struct Inner {
     tx: mpsc::Sender<Message>,
-    sensitive: Vec<String>,
     /// Shared with the OpenTelemetry instruments, which read it at each collection.
     metrics: Arc<Metrics>,
 }
 
 /// The decision telemetry of a service: cheap to clone, shared by its PEPs.
 ///
-/// [`emit`](Self::emit) never blocks and never waits: it counts the event in the metrics,
-/// redacts sensitive attributes, and queues it for the writer; when the queue is full the event
-/// is dropped and counted (`warden_events_dropped_total`).
+/// [`emit`](Self::emit) never blocks and never waits: it counts the event in the metrics and
+/// queues it for the writer task, which redacts sensitive attributes before the writer sees the
+/// event; when the queue is full the event is dropped and counted
+/// (`warden_events_dropped_total`).
 #[derive(Clone)]
 pub struct Telemetry {
     inner: Arc<Inner>,
@@ -200,8 +202,7 @@ impl Telemetry {
     }
 
     /// Records one event.
-    pub fn emit(&self, mut event: DecisionEvent) {
-        redact(&mut event.attributes, &self.inner.sensitive);
+    pub fn emit(&self, event: DecisionEvent) {
         self.inner.metrics.record(&event);
         if self
             .inner
