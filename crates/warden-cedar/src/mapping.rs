@@ -204,7 +204,7 @@ pub(crate) fn record_pairs(
     path: &str,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<(String, RestrictedExpression)>, MapError> {
-    let mut pairs = Vec::with_capacity(object.len());
+    let mut pairs = Vec::new();
     for (key, value) in object {
         if !keep(key) {
             continue;
