@@ -38,7 +38,9 @@ mod sink;
 
 pub use event::{DecisionEvent, Outcome, Pep};
 pub use metrics::Metrics;
-pub use sink::{DEFAULT_SENSITIVE_KEYS, EventWriter, Telemetry, TelemetryBuilder, TelemetryError};
+pub use sink::{
+    DEFAULT_SENSITIVE_KEYS, DRAIN_EVERY, EventWriter, Telemetry, TelemetryBuilder, TelemetryError,
+};
 
 /// The JSON Schema of [`DecisionEvent`].
 pub const DECISION_EVENT_SCHEMA: &str = include_str!("../decision-event.schema.json");

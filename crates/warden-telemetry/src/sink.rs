@@ -116,7 +116,10 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Starts the writer task.
+    /// Starts the writer task. It writes the queued events every [`DRAIN_EVERY`]; the queue
+    /// holds [`capacity`](Self::capacity) events, so a service that decides more than
+    /// `capacity / DRAIN_EVERY` times a second (400,000 with the defaults) drops events, and
+    /// counts the drops.
     pub fn build(self) -> Result<Telemetry, TelemetryError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
@@ -129,28 +132,35 @@ impl TelemetryBuilder {
             .map(|meter| crate::otel::Instruments::new(&meter, &metrics));
         let sensitive = self.sensitive;
         runtime.spawn(async move {
-            while let Some(message) = rx.recv().await {
-                match message {
-                    Message::Event(mut event) => {
-                        // Redacted here, off the request path, before the event leaves.
-                        redact(&mut event.attributes, &sensitive);
-                        #[cfg(feature = "otel")]
-                        if let Some(instruments) = &instruments {
-                            instruments.record(&event);
+            // The writer drains the queue on a clock rather than waiting on it: a sender then
+            // never wakes the writer, which on a multi-threaded runtime would cost every
+            // request a cross-thread wake-up.
+            let mut tick = tokio::time::interval(DRAIN_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                loop {
+                    match rx.try_recv() {
+                        Ok(Message::Event(mut event)) => {
+                            // Redacted here, off the request path, before the event leaves.
+                            redact(&mut event.attributes, &sensitive);
+                            #[cfg(feature = "otel")]
+                            if let Some(instruments) = &instruments {
+                                instruments.record(&event);
+                            }
+                            writer.write(&event);
                         }
-                        writer.write(&event);
-                    }
-                    Message::Flush(done) => {
-                        let _ = done.send(());
+                        Ok(Message::Flush(done)) => {
+                            let _ = done.send(());
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
                 }
             }
         });
         Ok(Telemetry {
-            inner: Arc::new(Inner {
-                tx,
-                metrics,
-            }),
+            inner: Arc::new(Inner { tx, metrics }),
         })
     }
 }
@@ -227,6 +237,9 @@ impl Telemetry {
         &self.inner.metrics
     }
 }
+
+/// How often the writer task writes the queued events.
+pub const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What a redacted attribute value becomes.
 const REDACTED: &str = "[REDACTED]";
