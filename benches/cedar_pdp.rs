@@ -64,22 +64,26 @@ fn raw(request: &AccessRequest) -> (Request, Entities) {
     )
 }
 
-/// Mean µs per call of `raw` and `warden`, timed alternately in short rounds so that the
-/// load of a shared machine falls on both alike.
+/// Mean µs per call of `raw` and `warden`, timed alternately in short rounds (each side
+/// first in every other round) so that the load of a shared machine falls on both alike.
 fn alternate(mut raw: impl FnMut(), mut warden: impl FnMut()) -> (f64, f64) {
     let (rounds, iters) = (40u32, 1_000u32);
     let (mut raw_total, mut warden_total) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..rounds {
+    let mut time = |f: &mut dyn FnMut()| {
         let started = Instant::now();
         for _ in 0..iters {
-            raw();
+            f();
         }
-        raw_total += started.elapsed();
-        let started = Instant::now();
-        for _ in 0..iters {
-            warden();
+        started.elapsed()
+    };
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            raw_total += time(&mut raw);
+            warden_total += time(&mut warden);
+        } else {
+            warden_total += time(&mut warden);
+            raw_total += time(&mut raw);
         }
-        warden_total += started.elapsed();
     }
     let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(rounds * iters);
     (per(raw_total), per(warden_total))

@@ -41,6 +41,8 @@ pub(crate) struct Mapper {
     derived: RwLock<HashMap<String, EntityTypeName, FxBuild>>,
     action_type: EntityTypeName,
     referenced: Referenced,
+    /// The empty context, shared (Cedar allocates a new one each time otherwise).
+    empty_context: Context,
 }
 
 impl Mapper {
@@ -75,6 +77,7 @@ impl Mapper {
             derived: RwLock::new(HashMap::default()),
             action_type,
             referenced,
+            empty_context: Context::empty(),
         })
     }
 
@@ -156,7 +159,7 @@ impl Mapper {
             }
         }
         if pairs.is_empty() {
-            return Ok(Context::empty());
+            return Ok(self.empty_context.clone());
         }
         Context::from_pairs(pairs)
             .map_err(|e| MapError(format!("the context cannot be built: {e}")))
