@@ -115,8 +115,11 @@ pub(crate) struct Config<'a> {
     pub(crate) catalog: &'a Catalog,
     pub(crate) allow_system: bool,
     pub(crate) masks: &'a Masks,
-    pub(crate) select_template: &'a Query,
     pub(crate) plain_template: &'a Query,
+    /// Whether substituted relations carry `OFFSET 0`.
+    pub(crate) fence: bool,
+    /// The per-policy random prefix of substitution placeholders.
+    pub(crate) nonce: &'a str,
     pub(crate) rows_template: &'a Query,
 }
 
@@ -148,6 +151,8 @@ pub(crate) struct Walker<'a> {
     placeholders: &'a HashMap<(u64, u64), usize>,
     pub(crate) accesses: Vec<AccessBuild>,
     pub(crate) checks: Vec<Check>,
+    /// The SQL text of each substituted relation, spliced in for its placeholder.
+    pub(crate) substitutions: Vec<String>,
     pub(crate) relations: usize,
     ctes: Vec<Vec<CteName>>,
     forbidden_ctes: Vec<Vec<String>>,
@@ -167,6 +172,7 @@ impl<'a> Walker<'a> {
             placeholders,
             accesses: Vec::new(),
             checks: Vec::new(),
+            substitutions: Vec::new(),
             relations: 0,
             ctes: Vec::new(),
             forbidden_ctes: Vec::new(),
@@ -505,15 +511,16 @@ impl<'a> Walker<'a> {
             && let Some(tp) = plan.tables.get(table.id())
             && (tp.filter.is_some() || !tp.masks.is_empty())
         {
-            let substituted = self.substitute(factor, &table, tp)?;
-            *factor = substituted;
+            *factor = self.substitute(factor, &table, tp)?;
         }
         Ok(())
     }
 
-    /// `(SELECT <masked projection> FROM t AS warden_source WHERE <filter>) AS <alias>`.
+    /// `(SELECT <masked projection> FROM t AS warden_source WHERE <filter>) AS <alias>`,
+    /// as SQL text, with a placeholder relation in the tree where it goes. Building the text
+    /// from printed, escaped pieces costs a fraction of building and printing the tree.
     fn substitute(
-        &self,
+        &mut self,
         original: &TableFactor,
         table: &TableId,
         tp: &TablePlan,
@@ -542,32 +549,120 @@ impl<'a> Walker<'a> {
                 at: None,
             });
         }
-        let source = Ident::new(SOURCE);
         // Column aliases (`AS p (a, b)`) are positional: they need every column.
         let read = match &outer.columns[..] {
             [] => tp.read.as_ref(),
             _ => None,
         };
-        let projection = self.masked_columns(table, tp, &source, true, read)?;
-        let selection = match &tp.filter {
-            Some(filter) => Some(self.filter_expr(filter, &source, table)?),
-            None => None,
-        };
-        let mut query = self.cfg.select_template.clone();
-        if let SetExpr::Select(select) = query.body.as_mut() {
-            select.projection = projection;
-            select.from = vec![TableWithJoins {
-                relation: inner,
-                joins: Vec::new(),
-            }];
-            select.selection = selection;
+        let mut text = String::with_capacity(256);
+        text.push_str("(SELECT ");
+        self.masked_projection_text(table, tp, read, &mut text)?;
+        text.push_str(" FROM ");
+        match &inner {
+            // The common case, written directly: sqlparser's printer costs more than the rest.
+            TableFactor::Table {
+                name,
+                args: None,
+                with_hints,
+                version: None,
+                with_ordinality: false,
+                partitions,
+                json_path: None,
+                sample: None,
+                index_directives,
+                inheritance: None,
+                ..
+            } if with_hints.is_empty() && partitions.is_empty() && index_directives.is_empty() => {
+                for (i, part) in name.0.iter().enumerate() {
+                    if i > 0 {
+                        text.push('.');
+                    }
+                    text.push_str(&part.to_string());
+                }
+                text.push_str(" AS ");
+                text.push_str(SOURCE);
+            }
+            other => text.push_str(&other.to_string()),
         }
-        Ok(TableFactor::Derived {
-            lateral: false,
-            subquery: Box::new(query),
-            alias: Some(outer),
+        if let Some(filter) = &tp.filter {
+            text.push_str(" WHERE ");
+            text.push_str(
+                &self
+                    .filter_expr(filter, &Ident::new(SOURCE), table)?
+                    .to_string(),
+            );
+        }
+        if self.cfg.fence {
+            text.push_str(" OFFSET 0");
+        }
+        text.push_str(") ");
+        text.push_str(&outer.to_string());
+        let placeholder = placeholder(self.cfg.nonce, self.substitutions.len());
+        self.substitutions.push(text);
+        Ok(TableFactor::Table {
+            name: ObjectName::from(vec![Ident::new(placeholder)]),
+            alias: None,
+            args: None,
+            with_hints: Vec::new(),
+            version: None,
+            with_ordinality: false,
+            partitions: Vec::new(),
+            json_path: None,
             sample: None,
+            index_directives: Vec::new(),
+            inheritance: None,
         })
+    }
+
+    /// The projection of a substituted relation as SQL text: `*`, or its (read) columns with
+    /// the masks applied.
+    fn masked_projection_text(
+        &self,
+        table: &TableId,
+        tp: &TablePlan,
+        read: Option<&BTreeSet<String>>,
+        out: &mut String,
+    ) -> R {
+        if tp.masks.is_empty() {
+            out.push('*');
+            return Ok(());
+        }
+        let rules = self.cfg.rules;
+        let columns = self
+            .cfg
+            .catalog
+            .columns(table.id())
+            .ok_or_else(|| DenyReason::UnknownColumns(table.id().to_owned()))?;
+        for column in tp.masks.keys() {
+            if !columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+                return Err(DenyReason::UnknownColumn {
+                    table: table.id().to_owned(),
+                    column: column.clone(),
+                });
+            }
+        }
+        let wanted = |c: &String| read.is_none_or(|r| r.contains(&c.to_lowercase()));
+        let mut chosen: Vec<&String> = columns.iter().filter(|c| wanted(c)).collect();
+        if chosen.is_empty() {
+            // Nothing is read (`count(*)`): one column keeps the list valid.
+            chosen.extend(columns.first());
+        }
+        for (i, c) in chosen.into_iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let ident = rules.ident(c).to_string();
+            let reference = format!("{SOURCE}.{ident}");
+            match tp.masks.iter().find(|(m, _)| m.eq_ignore_ascii_case(c)) {
+                Some((_, strategy)) => {
+                    out.push_str(&self.cfg.masks.apply_text(*strategy, &reference)?)
+                }
+                None => out.push_str(&reference),
+            }
+            out.push_str(" AS ");
+            out.push_str(&ident);
+        }
+        Ok(())
     }
 
     /// The columns of `table` under `qualifier`, masked; `*` when nothing is masked and
@@ -1734,6 +1829,12 @@ impl<'a> Walker<'a> {
 
 fn filter_nested(e: Expr) -> Expr {
     Expr::Nested(Box::new(e))
+}
+
+/// The placeholder relation name of substitution `i`: the policy's random nonce and a
+/// fixed-width number (so no placeholder is a prefix of another).
+pub(crate) fn placeholder(nonce: &str, i: usize) -> String {
+    format!("{nonce}_{i:06}_")
 }
 
 /// Drops the top-level conjuncts that mention no assigned column (they held for the old row

@@ -32,7 +32,10 @@ const REDACT_INPUT: &str = "warden_redact_text";
 #[derive(Debug, Clone)]
 pub(crate) struct Masks {
     templates: HashMap<MaskStrategy, Expr>,
+    /// The same templates printed, for the substituted relations (spliced as text).
+    texts: HashMap<MaskStrategy, String>,
     dialect: String,
+    keyed: bool,
 }
 
 impl Masks {
@@ -42,9 +45,13 @@ impl Masks {
         hash_key: Option<&[u8]>,
     ) -> Result<Self, String> {
         let pads = hash_key.map(hmac_pads);
+        if replacement.contains(MASK_INPUT) || replacement.contains(REDACT_INPUT) {
+            return Err("the redact replacement may not contain Warden's placeholder names".into());
+        }
         let redact = literal_expr(&Literal::String(replacement.to_owned()), rules)
             .map_err(|e| e.to_string())?;
         let mut templates = HashMap::new();
+        let mut texts = HashMap::new();
         for strategy in MaskStrategy::ALL {
             let sql = rules.mask_sql(
                 strategy,
@@ -58,12 +65,39 @@ impl Masks {
                 name: REDACT_INPUT,
                 with: &redact,
             });
+            texts.insert(strategy, expr.to_string());
             templates.insert(strategy, expr);
         }
         Ok(Self {
             templates,
+            texts,
             dialect: rules.dialect().to_string(),
+            keyed: hash_key.is_some(),
         })
+    }
+
+    fn unsupported(&self, strategy: MaskStrategy) -> DenyReason {
+        DenyReason::MaskUnsupported {
+            strategy: strategy.to_string(),
+            dialect: if strategy == MaskStrategy::Hash && !self.keyed {
+                format!("{} without a hash key", self.dialect)
+            } else {
+                self.dialect.clone()
+            },
+        }
+    }
+
+    /// The mask of the column reference `input` (SQL text this crate wrote: a quoted,
+    /// qualified identifier) as SQL text.
+    pub(crate) fn apply_text(
+        &self,
+        strategy: MaskStrategy,
+        input: &str,
+    ) -> Result<String, DenyReason> {
+        self.texts
+            .get(&strategy)
+            .map(|t| t.replace(MASK_INPUT, input))
+            .ok_or_else(|| self.unsupported(strategy))
     }
 
     /// The mask of `input` with `strategy`.

@@ -266,11 +266,6 @@ impl SqlPolicyBuilder {
             }
         };
         let fence = self.fence.unwrap_or(self.dialect == Dialect::Postgres);
-        let select_template = template(if fence {
-            "SELECT * FROM warden_source WHERE 1 = 1 OFFSET 0"
-        } else {
-            "SELECT * FROM warden_source WHERE 1 = 1"
-        })?;
         let plain_template = template("SELECT * FROM warden_source WHERE 1 = 1")?;
         let rows_template =
             template("WITH warden_rows AS (SELECT 1) SELECT * FROM warden_rows WHERE 1 = 1")?;
@@ -283,7 +278,8 @@ impl SqlPolicyBuilder {
                 allow_system: self.allow_system,
                 denied: self.denied,
                 masks,
-                select_template,
+                fence,
+                nonce: format!("warden_{}", uuid::Uuid::now_v7().simple()),
                 plain_template,
                 rows_template,
                 allowed: self.allowed,
@@ -330,7 +326,8 @@ struct Inner {
     allow_system: bool,
     denied: Vec<String>,
     masks: Masks,
-    select_template: Query,
+    fence: bool,
+    nonce: String,
     plain_template: Query,
     rows_template: Query,
     allowed: Option<Vec<String>>,
@@ -511,6 +508,12 @@ impl SqlPolicy {
         }
     }
 
+    /// The placeholder prefix of substituted relations.
+    #[cfg(test)]
+    pub(crate) fn nonce(&self) -> &str {
+        &self.inner.nonce
+    }
+
     /// The dialect.
     pub fn dialect(&self) -> Dialect {
         self.inner.dialect
@@ -552,8 +555,9 @@ impl SqlPolicy {
             catalog,
             allow_system: self.inner.allow_system,
             masks: &self.inner.masks,
-            select_template: &self.inner.select_template,
             plain_template: &self.inner.plain_template,
+            fence: self.inner.fence,
+            nonce: &self.inner.nonce,
             rows_template: &self.inner.rows_template,
         }
     }
@@ -684,8 +688,24 @@ impl SqlPolicy {
         let mut statement = owned.unwrap_or_else(|| analysis.statement.clone());
         let mut walker = Walker::new(&config, Some(plan), &analysis.placeholders);
         walker.statement(&mut statement)?;
+        let mut sql = statement.to_string();
+        for (i, text) in walker.substitutions.iter().enumerate() {
+            let placeholder = crate::analyze::placeholder(&self.inner.nonce, i);
+            // Exactly one occurrence, or the statement itself spelt the placeholder: refuse
+            // rather than splice into the caller's text.
+            let mut found = sql.match_indices(&placeholder).map(|(at, _)| at);
+            match (found.next(), found.next()) {
+                (Some(at), None) => sql.replace_range(at..at + placeholder.len(), text),
+                _ => {
+                    return Err(DenyReason::Unsupported(
+                        "a statement that spells Warden's internal placeholder".into(),
+                    )
+                    .into());
+                }
+            }
+        }
         Ok(Rewrite {
-            sql: statement.to_string().into(),
+            sql: sql.into(),
             checks: walker.checks,
             dialect: self.inner.dialect,
         })

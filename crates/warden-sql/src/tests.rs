@@ -460,3 +460,13 @@ async fn prints_from_the_parsed_statement_only() {
         .unwrap();
     assert_eq!(sql, r"SELECT 'x\\', ' OR 1=1 -- ' FROM visits");
 }
+
+#[tokio::test]
+async fn a_statement_cannot_spell_the_substitution_placeholder() {
+    let p = policy(Dialect::Postgres);
+    let placeholder = crate::analyze::placeholder(p.nonce(), 0);
+    let sql = format!("SELECT '{placeholder}' FROM patients");
+    assert_eq!(code(&p, &sql).await, "unsupported");
+    let sql = format!("SELECT 1 AS {placeholder} FROM visits");
+    enforce(&p, &sql).await.unwrap();
+}
