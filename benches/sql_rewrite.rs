@@ -1,9 +1,9 @@
 //! The SQL PEP beside its floor, sqlparser parse + print of the same statement.
 //!
-//! DESIGN §9 targets: analyse + decide + rewrite + print costs at most 1.50 × sqlparser's parse
-//! + print of the same statement; the same statement again, served by the rewrite cache, at most
-//! 0.20 ×. The PDP is in-process and answers at once (a prebuilt permit with a row filter on both
-//! tables and a mask on `patients`), so the figures are the PEP's own cost.
+//! DESIGN §9 targets: analysing, deciding, rewriting and printing a statement costs at most
+//! 1.50 × sqlparser's parse and print of it; the same statement again, served by the rewrite
+//! cache, at most 0.20 ×. The PDP is in-process and answers at once (a prebuilt permit with a
+//! row filter on both tables and a mask on `patients`), so the figures are the PEP's own cost.
 //!
 //! Run: `cargo bench -p warden-benches --bench sql_rewrite -- --noplot`.
 #![expect(
