@@ -9,6 +9,7 @@
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
+    clippy::indexing_slicing,
     reason = "benchmark setup fails loudly"
 )]
 
