@@ -10,6 +10,8 @@
 //! subject, route and parameters it has seen; the `new_subject` group shows the cost when it
 //! has not (every request from another subject), for information.
 //!
+//! The ratio line is the median of per-round ratios of alternating rounds (see `alternate`).
+//!
 //! Run: `cargo bench -p warden-benches --bench cedar_pdp -- --noplot`.
 #![expect(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
 
@@ -51,9 +53,8 @@ fn raw(request: &AccessRequest) -> (Request, Entities) {
     let route = json!({"type": "Route", "id": request.resource.id});
     match entities.iter_mut().find(|e| e["uid"] == route) {
         Some(e) => e["attrs"] = json!(request.resource.properties),
-        None => entities.push(
-            json!({"uid": route, "attrs": request.resource.properties, "parents": []}),
-        ),
+        None => entities
+            .push(json!({"uid": route, "attrs": request.resource.properties, "parents": []})),
     }
     entities.push(json!({"uid": {"type": "User", "id": request.subject.id},
         "attrs": request.subject.properties, "parents": []}));
@@ -64,29 +65,39 @@ fn raw(request: &AccessRequest) -> (Request, Entities) {
     )
 }
 
-/// Mean µs per call of `raw` and `warden`, timed alternately in short rounds (each side
-/// first in every other round) so that the load of a shared machine falls on both alike.
-fn alternate(mut raw: impl FnMut(), mut warden: impl FnMut()) -> (f64, f64) {
+/// Mean µs per call of `raw` and `warden`, and the median of their per-round ratios, timed
+/// alternately in short rounds (each side first in every other round) so that the load of a
+/// shared machine falls on both alike; the median keeps a load spike in one round from
+/// skewing the ratio.
+fn alternate(mut raw: impl FnMut(), mut warden: impl FnMut()) -> (f64, f64, f64) {
     let (rounds, iters) = (40u32, 1_000u32);
-    let (mut raw_total, mut warden_total) = (Duration::ZERO, Duration::ZERO);
-    let mut time = |f: &mut dyn FnMut()| {
+    let time = |f: &mut dyn FnMut()| {
         let started = Instant::now();
         for _ in 0..iters {
             f();
         }
         started.elapsed()
     };
+    let mut timings = Vec::with_capacity(rounds as usize);
     for round in 0..rounds {
-        if round % 2 == 0 {
-            raw_total += time(&mut raw);
-            warden_total += time(&mut warden);
+        timings.push(if round % 2 == 0 {
+            let r = time(&mut raw);
+            (r, time(&mut warden))
         } else {
-            warden_total += time(&mut warden);
-            raw_total += time(&mut raw);
-        }
+            let w = time(&mut warden);
+            (time(&mut raw), w)
+        });
     }
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(rounds * iters);
-    (per(raw_total), per(warden_total))
+    let mut ratios: Vec<f64> = timings
+        .iter()
+        .map(|(r, w)| w.as_secs_f64() / r.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+    let per = |total: Duration| total.as_secs_f64() * 1e6 / f64::from(rounds * iters);
+    let raw_total: Duration = timings.iter().map(|(r, _)| *r).sum();
+    let warden_total: Duration = timings.iter().map(|(_, w)| *w).sum();
+    (per(raw_total), per(warden_total), median)
 }
 
 fn main() {
@@ -138,7 +149,7 @@ fn main() {
         group.finish();
 
         // The bench's own timing, alternating, for the ratio line.
-        let (raw_us, warden_us) = alternate(
+        let (raw_us, warden_us, ratio) = alternate(
             || {
                 black_box(authorizer.is_authorized(&cedar_request, &policies, &entities));
             },
@@ -147,8 +158,7 @@ fn main() {
             },
         );
         summary.push(format!(
-            "cedar_pdp/{name}: raw is_authorized {raw_us:.2} µs, Warden {warden_us:.2} µs, ratio {:.2} (target ≤ 1.10)",
-            warden_us / raw_us
+            "cedar_pdp/{name}: raw is_authorized {raw_us:.2} µs, Warden {warden_us:.2} µs, ratio {ratio:.2} (target ≤ 1.10)"
         ));
     }
 
@@ -161,7 +171,7 @@ fn main() {
             r
         })
         .collect();
-    let (cedar_request, entities) = raw(&distinct[0]);
+    let (cedar_request, entities) = raw(distinct.first().unwrap());
     let mut group = criterion.benchmark_group("cedar_pdp/new_subject");
     group.bench_function("raw_cedar_is_authorized", |b| {
         b.iter(|| black_box(authorizer.is_authorized(&cedar_request, &policies, &entities)))
@@ -174,7 +184,7 @@ fn main() {
         })
     });
     group.finish();
-    let (raw_us, warden_us) = alternate(
+    let (raw_us, warden_us, ratio) = alternate(
         || {
             black_box(authorizer.is_authorized(&cedar_request, &policies, &entities));
         },
@@ -184,8 +194,7 @@ fn main() {
         },
     );
     summary.push(format!(
-        "cedar_pdp/new_subject: raw is_authorized {raw_us:.2} µs, Warden {warden_us:.2} µs, ratio {:.2} (entity-set cache misses; no target)",
-        warden_us / raw_us
+        "cedar_pdp/new_subject: raw is_authorized {raw_us:.2} µs, Warden {warden_us:.2} µs, ratio {ratio:.2} (entity-set cache misses; no target)"
     ));
 
     criterion.final_summary();
