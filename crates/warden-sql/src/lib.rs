@@ -44,14 +44,59 @@
 //! # });
 //! ```
 //!
+//! # The access requests
+//!
+//! One per (relation, operation), decided in one batch:
+//!
+//! | member | value |
+//! |---|---|
+//! | `subject` | the caller's [`Subject`](warden_core::Subject), as given in the [`SqlRequest`] |
+//! | `action.name` | `select`, `insert`, `update` or `delete` |
+//! | `resource.type` | `table` (views and other relations too) |
+//! | `resource.id` | `<schema>.<table>`, folded by the dialect's rules; unqualified names take the default schema (`public`, `main`, the current MySQL database; `pg_…` names `pg_catalog`) |
+//! | `resource.properties` | `{"schema", "table", "columns": [...]}`: the columns read or written (a superset; every column for `*`; none for `delete`) |
+//! | `context` | the caller's context plus `"sql": {"dialect": "postgres"}` |
+//!
+//! An `UPDATE`, `DELETE`, `MERGE` or upsert that reads its target (`WHERE`, `SET x = y`,
+//! `RETURNING`) also asks `select` on it, as SQL privileges do. Obligations apply to the relation
+//! their `table` names (`t` matches any schema, `s.t` one); row filters of several decisions are
+//! and-ed, masks merge to the stricter strategy.
+//!
+//! # What is refused
+//!
+//! Every refusal is an [`SqlError`] with a stable [`code`](SqlError::code): `parse_error`
+//! (unparseable, or nested past the recursion limit), `empty_statement`, `multiple_statements`,
+//! `statement_kind` (DDL, `COPY`, `DO`, `PREPARE`/`EXECUTE`, `SET`/`RESET`, `GRANT`/`REVOKE`,
+//! `EXPLAIN` and `EXPLAIN ANALYZE`, `CALL`, `LOAD`, transactions, `MERGE` where the database has
+//! none, …), `system_catalog` (`pg_catalog`, `information_schema`, `mysql`, `sqlite_master`, …,
+//! unless allowed), `not_permitted` (a deny, including every relation the policy does not
+//! name, views too), `denied_function` (the configurable deny-list, or outside an allow-list),
+//! `whole_row` (`SELECT t FROM t`, `row_to_json(t)`, `f(t.*)`), `unsupported` (constructs of
+//! other dialects, multi-table `UPDATE`/`DELETE`, `REPLACE` or `ON DUPLICATE KEY UPDATE` on a
+//! filtered table, `SELECT … INTO`, a relation in a position the walk does not cover, …),
+//! `unknown_columns` / `unknown_column` (masks need the catalog), `mask_unsupported`,
+//! `obligation_unsupported`, `subject_attribute`, `filter_value`, `row_filter_violation`,
+//! `cannot_prove` (a written row whose filter columns are not literals or parameters) and
+//! `parameter`; `pdp_error` when the PDP could not decide.
+//!
+//! # Writes
+//!
+//! `UPDATE` and `DELETE` get the row filter in their `WHERE`; references to masked columns of
+//! the target read the masked value (no inference through `WHERE ssn = …`, no copying with
+//! `SET name = ssn`). New rows — `INSERT … VALUES`, the assignments of `UPDATE` and of
+//! `ON CONFLICT DO UPDATE` to filter columns — are checked against the filter when the statement
+//! runs, bind parameters included (PostgreSQL RLS `WITH CHECK`); `INSERT … SELECT` only inserts
+//! the rows that pass it; `ON CONFLICT DO UPDATE` never touches a row outside the filter;
+//! `MERGE` clauses are guarded the same way. `RETURNING` is masked.
+//!
 //! # Features
 //!
 //! | Name | Description | Default |
 //! |---|---|---|
-//! | `sqlx-postgres` | [`adapters::SqlxPostgres`]: a sqlx PostgreSQL pool as a SQL service | no |
-//! | `sqlx-mysql` | [`adapters::SqlxMySql`]: a sqlx MySQL / MariaDB pool | no |
-//! | `sqlx-sqlite` | [`adapters::SqlxSqlite`]: a sqlx SQLite pool | no |
-//! | `tokio-postgres` | [`adapters::TokioPostgres`]: a tokio-postgres client | no |
+//! | `sqlx-postgres` | `adapters::SqlxPostgres`: a sqlx PostgreSQL pool as a SQL service | no |
+//! | `sqlx-mysql` | `adapters::SqlxMySql`: a sqlx MySQL / MariaDB pool | no |
+//! | `sqlx-sqlite` | `adapters::SqlxSqlite`: a sqlx SQLite pool | no |
+//! | `tokio-postgres` | `adapters::TokioPostgres`: a tokio-postgres client | no |
 
 pub mod adapters;
 mod analyze;
