@@ -35,55 +35,26 @@ pub(crate) fn refused_early(telemetry: &Telemetry, parts: &Parts, grpc: bool, st
     telemetry.emit(event);
 }
 
-/// The event of a decided request: what the PEP did, and why.
+/// The event of a decided request, before the verdict: who asked for what, and what the PDP
+/// answered. [`verdict`] completes it.
 pub(crate) fn decided(
     grpc: bool,
-    started: Instant,
     traceparent: Option<(String, String)>,
     request: &AccessRequest,
     decision: Option<&Decision>,
-    verdict: Result<(), (&Refusal, Option<ErrorClass>)>,
 ) -> DecisionEvent {
-    let error = verdict.as_ref().err().and_then(|(_, class)| *class);
-    let outcome = match verdict.map_err(|(refusal, _)| refusal) {
-        Ok(()) => Outcome::Permit,
-        Err(Refusal::StepUp(..)) => Outcome::StepUp,
-        Err(Refusal::Unauthenticated | Refusal::InvalidToken(_)) => Outcome::Unauthenticated,
-        Err(Refusal::Unavailable) => Outcome::Unavailable,
-        Err(Refusal::Withheld(_)) => Outcome::Withheld,
-        Err(Refusal::Denied(_) | Refusal::BadRequest(_)) => Outcome::Deny,
-    };
     let mut event = DecisionEvent::new(
         pep(grpc),
         request.action.name.clone(),
         request.resource.kind.clone(),
         request.resource.id.clone(),
-        outcome,
+        Outcome::Permit,
     );
     if let Some((trace_id, span_id)) = traceparent {
         event.trace_id = Some(trace_id);
         event.span_id = Some(span_id);
     }
     event.subject = Some(request.subject.id.clone());
-    event.latency_us = micros(started);
-    if let Some(d) = decision {
-        event.decision_id = Some(d.id.to_string());
-        event.policy = Some(d.policy.clone());
-        event.fallback = d.fallback.map(|f| f.as_str().to_owned());
-        event.cache_hit = d.cache_hit;
-        if outcome == Outcome::Permit {
-            event.obligations = d
-                .obligations
-                .iter()
-                .map(|o| o.type_name().to_owned())
-                .collect();
-        }
-    }
-    event.error_class = match (error, outcome) {
-        (Some(class), _) => Some(class.as_str().to_owned()),
-        (None, Outcome::Deny) => Some("violation".to_owned()),
-        _ => None,
-    };
     event.attributes.insert(
         "subject".into(),
         Value::Object(request.subject.properties.clone()),
@@ -91,8 +62,17 @@ pub(crate) fn decided(
     event
         .attributes
         .insert("context".into(), Value::Object(request.context.clone()));
-    // What the decision hides from the response stays hidden in the log.
     if let Some(d) = decision {
+        event.decision_id = Some(d.id.to_string());
+        event.policy = Some(d.policy.clone());
+        event.fallback = d.fallback.map(|f| f.as_str().to_owned());
+        event.cache_hit = d.cache_hit;
+        event.obligations = d
+            .obligations
+            .iter()
+            .map(|o| o.type_name().to_owned())
+            .collect();
+        // What the decision hides from the response stays hidden in the log.
         let hidden: Vec<&str> = d
             .obligations
             .iter()
@@ -106,6 +86,34 @@ pub(crate) fn decided(
         event.redact_attributes(&hidden);
     }
     event
+}
+
+/// Completes a [`decided`] event with what the PEP did, and why.
+pub(crate) fn verdict(
+    event: &mut DecisionEvent,
+    started: Instant,
+    verdict: Result<(), (&Refusal, Option<ErrorClass>)>,
+) {
+    let error = verdict.as_ref().err().and_then(|(_, class)| *class);
+    let outcome = match verdict.map_err(|(refusal, _)| refusal) {
+        Ok(()) => Outcome::Permit,
+        Err(Refusal::StepUp(..)) => Outcome::StepUp,
+        Err(Refusal::Unauthenticated | Refusal::InvalidToken(_)) => Outcome::Unauthenticated,
+        Err(Refusal::Unavailable) => Outcome::Unavailable,
+        Err(Refusal::Withheld(_)) => Outcome::Withheld,
+        Err(Refusal::Denied(_) | Refusal::BadRequest(_)) => Outcome::Deny,
+    };
+    event.outcome = outcome;
+    event.latency_us = micros(started);
+    // Obligations are reported as carried out only when the request went through.
+    if outcome != Outcome::Permit {
+        event.obligations.clear();
+    }
+    event.error_class = match (error, outcome) {
+        (Some(class), _) => Some(class.as_str().to_owned()),
+        (None, Outcome::Deny) => Some("violation".to_owned()),
+        _ => None,
+    };
 }
 
 /// The member a JSONPath ends with: `ssn` for `$..ssn`, `$.patients[*].ssn` or `$['ssn']`.

@@ -345,17 +345,14 @@ fn enforce<S, B>(
     let Some(telemetry) = pending.config.telemetry.clone() else {
         return decide(request, result, pending).map_err(|(refusal, _)| refusal);
     };
-    let (grpc, started) = (pending.grpc, pending.started);
+    // The event takes what it needs before `decide` consumes the request and the decision.
     let traceparent = events::trace_context(&pending.parts.headers);
-    let seen_request = request.clone();
-    let seen_decision = result.as_ref().ok().cloned();
+    let mut event = events::decided(pending.grpc, traceparent, &request, result.as_ref().ok());
+    let started = pending.started;
     let outcome = decide(request, result, pending);
-    let event = events::decided(
-        grpc,
+    events::verdict(
+        &mut event,
         started,
-        traceparent,
-        &seen_request,
-        seen_decision.as_ref(),
         outcome
             .as_ref()
             .map(|_| ())
