@@ -12,43 +12,38 @@ use warden_core::AccessRequest;
 
 use crate::mapping::Attributes;
 
-/// The entities for one request: `base` plus the principal and resource carrying the request's
-/// properties. A principal or resource already in `base` keeps its attributes, parents and
-/// tags; request properties add the attributes it does not have.
-pub(crate) fn for_request(
+/// `base` with the request-scoped entity `uid` carrying `attrs`. An entity already in `base`
+/// keeps its attributes, parents and tags; request properties add the attributes it does not
+/// have.
+pub(crate) fn with_scoped(
     base: &Entities,
-    principal: (EntityUid, Attributes),
-    resource: (EntityUid, Attributes),
+    uid: EntityUid,
+    attrs: Attributes,
 ) -> Result<Entities, String> {
-    let (principal_uid, principal_attrs) = principal;
-    let (resource_uid, resource_attrs) = resource;
-    let scoped = if principal_uid == resource_uid {
-        // One entity: the subject's properties first, the resource's fill the gaps.
-        let mut attrs = principal_attrs;
-        for (key, value) in resource_attrs {
-            if !attrs.iter().any(|(k, _)| *k == key) {
-                attrs.push((key, value));
-            }
-        }
-        vec![scoped(base, principal_uid, attrs)?]
-    } else {
-        vec![
-            scoped(base, principal_uid, principal_attrs)?,
-            scoped(base, resource_uid, resource_attrs)?,
-        ]
-    };
+    let entity = scoped(base, uid, attrs)?;
     if base.is_empty() {
-        return Entities::from_entities(scoped, None).map_err(|e| e.to_string());
+        return Entities::from_entities([entity], None).map_err(|e| e.to_string());
     }
-    let replaces = scoped.iter().any(|e| base.get(&e.uid()).is_some());
+    let replaces = base.get(&entity.uid()).is_some();
     let base = base.clone();
     // Cedar's upsert costs less than building the set afresh (measured).
     if replaces {
-        base.upsert_entities(scoped, None)
+        base.upsert_entities([entity], None)
     } else {
-        base.add_entities(scoped, None)
+        base.add_entities([entity], None)
     }
     .map_err(|e| e.to_string())
+}
+
+/// The attributes of a principal that is also the resource: the subject's properties first,
+/// the resource's fill the gaps.
+pub(crate) fn merged(mut principal: Attributes, resource: Attributes) -> Attributes {
+    for (key, value) in resource {
+        if !principal.iter().any(|(k, _)| *k == key) {
+            principal.push((key, value));
+        }
+    }
+    principal
 }
 
 /// The request-scoped entity `uid`: new, or the stored one with the request's attributes
@@ -77,19 +72,32 @@ const CACHED: usize = 1024;
 /// The request-scoped entity sets already built, keyed by what they were built from: the
 /// subject's and the resource's type, id and the properties a policy can read. A subject
 /// asking again for the same route with the same parameters (the common case) reuses the set
-/// instead of converting its claims and building the entities again. Dropped with the loaded
-/// package on reload; not used with an [`EntityProvider`](crate::EntityProvider), whose
-/// entities may change on every request.
+/// instead of converting its claims and building the entities again; a new subject on a known
+/// route starts from the remembered set of that route. Dropped with the loaded package on
+/// reload; not used with an [`EntityProvider`](crate::EntityProvider), whose entities may
+/// change on every request.
 #[derive(Debug, Default)]
-pub(crate) struct EntityCache(RwLock<HashMap<u64, Arc<Cached>, FxBuild>>);
+pub(crate) struct EntityCache {
+    sets: Remembered<Cached>,
+    resources: Remembered<ResourceSet>,
+}
 
-/// One remembered entity set.
+type Remembered<T> = RwLock<HashMap<u64, Arc<T>, FxBuild>>;
+
+/// The entity set of a subject and a resource.
 #[derive(Debug)]
 pub(crate) struct Cached {
     subject: Key,
     resource: Key,
     pub(crate) principal: EntityUid,
     pub(crate) resource_uid: EntityUid,
+    pub(crate) entities: Entities,
+}
+
+/// The stored entities with a request-scoped resource.
+#[derive(Debug)]
+pub(crate) struct ResourceSet {
+    resource: Key,
     pub(crate) entities: Entities,
 }
 
@@ -100,13 +108,11 @@ struct Key {
     properties: Vec<(String, Value)>,
 }
 
+/// Which properties count (those a policy can read).
+type Read<'a> = &'a dyn Fn(&str) -> bool;
+
 impl Key {
-    fn new(
-        kind: &str,
-        id: &str,
-        properties: &Map<String, Value>,
-        read: &dyn Fn(&str) -> bool,
-    ) -> Self {
+    fn new(kind: &str, id: &str, properties: &Map<String, Value>, read: Read<'_>) -> Self {
         Self {
             kind: kind.to_owned(),
             id: id.to_owned(),
@@ -118,12 +124,22 @@ impl Key {
         }
     }
 
+    fn subject(request: &AccessRequest, read: Read<'_>) -> Self {
+        let s = &request.subject;
+        Self::new(&s.kind, &s.id, &s.properties, read)
+    }
+
+    fn resource(request: &AccessRequest, read: Read<'_>) -> Self {
+        let r = &request.resource;
+        Self::new(&r.kind, &r.id, &r.properties, read)
+    }
+
     fn matches(
         &self,
         kind: &str,
         id: &str,
         properties: &Map<String, Value>,
-        read: &dyn Fn(&str) -> bool,
+        read: Read<'_>,
     ) -> bool {
         if self.kind != kind || self.id != id {
             return false;
@@ -137,53 +153,79 @@ impl Key {
         }
         stored.next().is_none()
     }
+
+    fn matches_subject(&self, request: &AccessRequest, read: Read<'_>) -> bool {
+        let s = &request.subject;
+        self.matches(&s.kind, &s.id, &s.properties, read)
+    }
+
+    fn matches_resource(&self, request: &AccessRequest, read: Read<'_>) -> bool {
+        let r = &request.resource;
+        self.matches(&r.kind, &r.id, &r.properties, read)
+    }
+}
+
+fn hash_part(
+    hasher: &mut FxHasher,
+    kind: &str,
+    id: &str,
+    properties: &Map<String, Value>,
+    read: Read<'_>,
+) {
+    kind.hash(hasher);
+    id.hash(hasher);
+    for (key, value) in properties.iter().filter(|(k, _)| read(k)) {
+        key.hash(hasher);
+        hash_json(value, hasher);
+    }
+    0xffu8.hash(hasher);
+}
+
+fn lookup<T>(map: &Remembered<T>, hash: u64, matches: impl Fn(&T) -> bool) -> Option<Arc<T>> {
+    map.read()
+        .ok()
+        .and_then(|m| m.get(&hash).cloned())
+        .filter(|c| matches(c))
+}
+
+fn remember<T>(map: &Remembered<T>, hash: u64, value: T) -> Arc<T> {
+    let value = Arc::new(value);
+    if let Ok(mut map) = map.write() {
+        if map.len() >= CACHED {
+            map.clear();
+        }
+        map.insert(hash, value.clone());
+    }
+    value
 }
 
 impl EntityCache {
-    /// How many sets are remembered.
+    /// How many sets of subjects and resources are remembered.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.read().map_or(0, |m| m.len())
+        self.sets.read().map_or(0, |m| m.len())
+    }
+
+    /// How many resource sets are remembered.
+    #[cfg(test)]
+    pub(crate) fn resources_len(&self) -> usize {
+        self.resources.read().map_or(0, |m| m.len())
     }
 
     /// The key of `request`'s entity set, and the set when it is remembered.
     pub(crate) fn get(
         &self,
         request: &AccessRequest,
-        read: &dyn Fn(&str) -> bool,
+        read: Read<'_>,
     ) -> (u64, Option<Arc<Cached>>) {
         let mut hasher = FxHasher::default();
-        for (kind, id, properties) in [
-            (
-                &request.subject.kind,
-                &request.subject.id,
-                &request.subject.properties,
-            ),
-            (
-                &request.resource.kind,
-                &request.resource.id,
-                &request.resource.properties,
-            ),
-        ] {
-            kind.hash(&mut hasher);
-            id.hash(&mut hasher);
-            for (key, value) in properties.iter().filter(|(k, _)| read(k)) {
-                key.hash(&mut hasher);
-                hash_json(value, &mut hasher);
-            }
-            0xffu8.hash(&mut hasher);
-        }
+        let (s, r) = (&request.subject, &request.resource);
+        hash_part(&mut hasher, &s.kind, &s.id, &s.properties, read);
+        hash_part(&mut hasher, &r.kind, &r.id, &r.properties, read);
         let hash = hasher.finish();
-        let found = self
-            .0
-            .read()
-            .ok()
-            .and_then(|m| m.get(&hash).cloned())
-            .filter(|c| {
-                let (s, r) = (&request.subject, &request.resource);
-                c.subject.matches(&s.kind, &s.id, &s.properties, read)
-                    && c.resource.matches(&r.kind, &r.id, &r.properties, read)
-            });
+        let found = lookup(&self.sets, hash, |c| {
+            c.subject.matches_subject(request, read) && c.resource.matches_resource(request, read)
+        });
         (hash, found)
     }
 
@@ -192,25 +234,50 @@ impl EntityCache {
         &self,
         hash: u64,
         request: &AccessRequest,
-        read: &dyn Fn(&str) -> bool,
+        read: Read<'_>,
         (principal, resource_uid): (EntityUid, EntityUid),
         entities: Entities,
     ) -> Arc<Cached> {
-        let (s, r) = (&request.subject, &request.resource);
-        let cached = Arc::new(Cached {
-            subject: Key::new(&s.kind, &s.id, &s.properties, read),
-            resource: Key::new(&r.kind, &r.id, &r.properties, read),
+        let cached = Cached {
+            subject: Key::subject(request, read),
+            resource: Key::resource(request, read),
             principal,
             resource_uid,
             entities,
+        };
+        remember(&self.sets, hash, cached)
+    }
+
+    /// The key of the stored entities with `request`'s resource, and the set when it is
+    /// remembered.
+    pub(crate) fn resource(
+        &self,
+        request: &AccessRequest,
+        read: Read<'_>,
+    ) -> (u64, Option<Arc<ResourceSet>>) {
+        let mut hasher = FxHasher::default();
+        let r = &request.resource;
+        hash_part(&mut hasher, &r.kind, &r.id, &r.properties, read);
+        let hash = hasher.finish();
+        let found = lookup(&self.resources, hash, |c| {
+            c.resource.matches_resource(request, read)
         });
-        if let Ok(mut map) = self.0.write() {
-            if map.len() >= CACHED {
-                map.clear();
-            }
-            map.insert(hash, cached.clone());
-        }
-        cached
+        (hash, found)
+    }
+
+    /// Remembers the stored entities with `request`'s resource.
+    pub(crate) fn put_resource(
+        &self,
+        hash: u64,
+        request: &AccessRequest,
+        read: Read<'_>,
+        entities: Entities,
+    ) -> Arc<ResourceSet> {
+        let set = ResourceSet {
+            resource: Key::resource(request, read),
+            entities,
+        };
+        remember(&self.resources, hash, set)
     }
 }
 

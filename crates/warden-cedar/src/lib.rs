@@ -480,7 +480,7 @@ impl Loaded {
                             Ok(uids) => uids,
                             Err(e) => return unmappable(e),
                         };
-                        match self.entities(&self.compiled.entities, request, &uids) {
+                        match self.remembered_entities(request, &uids, &read) {
                             Ok(entities) => self.cache.put(hash, request, &read, uids, entities),
                             Err(message) => return deny(message),
                         }
@@ -541,26 +541,67 @@ impl Loaded {
             .map_err(invalid)
     }
 
+    /// The stored entities with the request-scoped principal and resource, starting from the
+    /// remembered set of the resource when there is one.
+    fn remembered_entities(
+        &self,
+        request: &AccessRequest,
+        uids: &(EntityUid, EntityUid),
+        read: &dyn Fn(&str) -> bool,
+    ) -> Result<Entities, String> {
+        let (principal, resource) = uids;
+        if principal == resource {
+            return self.entities(&self.compiled.entities, request, uids);
+        }
+        let (hash, hit) = self.cache.resource(request, read);
+        let with_resource = match hit {
+            Some(hit) => hit,
+            None => {
+                let attrs = self.attributes(&request.resource.properties, "resource.properties")?;
+                let entities =
+                    entities::with_scoped(&self.compiled.entities, resource.clone(), attrs)
+                        .map_err(Self::unbuildable)?;
+                self.cache.put_resource(hash, request, read, entities)
+            }
+        };
+        let attrs = self.attributes(&request.subject.properties, "subject.properties")?;
+        entities::with_scoped(&with_resource.entities, principal.clone(), attrs)
+            .map_err(Self::unbuildable)
+    }
+
     /// `base` with the request-scoped principal and resource.
     fn entities(
         &self,
         base: &Entities,
         request: &AccessRequest,
-        (principal_uid, resource_uid): &(EntityUid, EntityUid),
+        (principal, resource): &(EntityUid, EntityUid),
     ) -> Result<Entities, String> {
-        let attributes = |properties, path| {
-            self.mapper
-                .attributes(properties, path)
-                .map_err(|e| format!("the request cannot be put to Cedar: {e}"))
-        };
-        let principal = attributes(&request.subject.properties, "subject.properties")?;
-        let resource = attributes(&request.resource.properties, "resource.properties")?;
-        entities::for_request(
-            base,
-            (principal_uid.clone(), principal),
-            (resource_uid.clone(), resource),
-        )
-        .map_err(|e| format!("the request's entities cannot be built: {e}"))
+        let principal_attrs = self.attributes(&request.subject.properties, "subject.properties")?;
+        let resource_attrs =
+            self.attributes(&request.resource.properties, "resource.properties")?;
+        if principal == resource {
+            let attrs = entities::merged(principal_attrs, resource_attrs);
+            return entities::with_scoped(base, principal.clone(), attrs)
+                .map_err(Self::unbuildable);
+        }
+        let with_resource = entities::with_scoped(base, resource.clone(), resource_attrs)
+            .map_err(Self::unbuildable)?;
+        entities::with_scoped(&with_resource, principal.clone(), principal_attrs)
+            .map_err(Self::unbuildable)
+    }
+
+    fn attributes(
+        &self,
+        properties: &serde_json::Map<String, serde_json::Value>,
+        path: &str,
+    ) -> Result<mapping::Attributes, String> {
+        self.mapper
+            .attributes(properties, path)
+            .map_err(|e| format!("the request cannot be put to Cedar: {e}"))
+    }
+
+    fn unbuildable(message: String) -> String {
+        format!("the request's entities cannot be built: {message}")
     }
 }
 

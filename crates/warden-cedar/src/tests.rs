@@ -954,7 +954,10 @@ async fn remembered_entities_follow_the_properties_policies_read() {
         assert!(pdp.decide(&request("nurse", "GET")).await.unwrap().allowed);
     }
     assert_eq!(cached(), 3);
+    // Three subject sets on two routes (`/` and `/patients`): two remembered resource sets.
+    assert_eq!(pdp.state.load().cache.resources_len(), 2);
     // A reload starts afresh.
     pdp.reload().unwrap();
     assert_eq!(cached(), 0);
+    assert_eq!(pdp.state.load().cache.resources_len(), 0);
 }
