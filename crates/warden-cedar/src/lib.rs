@@ -100,7 +100,9 @@
 //! Without a provider, the entity set built for a request is remembered (up to 1024 sets per
 //! loaded revision) under the subject's and resource's type, id and the properties policies
 //! read, so the same user asking for the same route with the same parameters again skips
-//! the conversion; a hit is confirmed by comparing those values, never by hash alone.
+//! the conversion; the stored entities with a request-scoped resource are remembered the same
+//! way, so a new user on a known route adds only itself. A hit is confirmed by comparing
+//! those values, never by hash alone, and a reload starts afresh.
 //!
 //! # Annotations
 //!

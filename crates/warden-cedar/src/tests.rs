@@ -961,3 +961,27 @@ async fn remembered_entities_follow_the_properties_policies_read() {
     assert_eq!(cached(), 0);
     assert_eq!(pdp.state.load().cache.resources_len(), 0);
 }
+
+#[tokio::test]
+async fn a_subject_asking_about_itself_is_one_entity_with_both_property_sets() {
+    for provider in [false, true] {
+        let mut builder = CedarPdp::builder().policy(
+            "p.cedar",
+            r#"permit (principal, action, resource)
+            when { principal == resource && principal.role == "nurse" && resource.section == "profile" };"#,
+        );
+        if provider {
+            builder = builder.entity_provider(|_: &AccessRequest| Ok(json!([])));
+        }
+        let pdp = builder.build().unwrap();
+        let r = AccessRequest::new(
+            Subject::user("nina").with_property("role", "nurse"),
+            Action::new("read"),
+            Resource::new("user", "nina")
+                .with_property("section", "profile")
+                .with_property("role", "doctor"),
+        );
+        let d = pdp.decide(&r).await.unwrap();
+        assert!(d.allowed, "the subject's role wins: {d:?}");
+    }
+}
