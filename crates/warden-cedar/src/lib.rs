@@ -90,10 +90,10 @@
 //! properties. When the stored entities (`entities.json`, or an [`EntityProvider`]) hold the
 //! same uid, the stored entity keeps its parents, tags and attributes, and the request's
 //! properties only add attributes it does not have: the application's store wins over
-//! claims and route parameters. Request properties are not checked against the schema (JWTs
-//! carry claims a schema does not declare); strictly validated policies cannot read
-//! undeclared attributes, and a value of the wrong type makes the policy that reads it fail
-//! to evaluate (see below). `entities.json` suits small, static sets (groups, roles): the
+//! claims and route parameters. Request properties and the context are not checked against
+//! the schema (JWTs carry claims a schema does not declare, PEPs add context attributes);
+//! strictly validated policies cannot read undeclared attributes, and a value of the wrong
+//! type makes the policy that reads it fail to evaluate (see below). `entities.json` suits small, static sets (groups, roles): the
 //! stored set is copied into the entity set of a request. Large or changing sets belong in an
 //! [`EntityProvider`], which supplies per request what the policies need.
 //!
