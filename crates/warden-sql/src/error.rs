@@ -66,7 +66,7 @@ pub enum DenyReason {
         action: String,
         /// The relation's id, `schema.table`.
         table: String,
-        /// The policy's reasons, for logs.
+        /// The policy's reasons, for logs: not part of the message.
         reasons: Vec<String>,
     },
     /// A function on the deny-list.
@@ -143,16 +143,9 @@ impl fmt::Display for DenyReason {
             Self::StatementKind(kind) => write!(f, "`{kind}` statements are not allowed"),
             Self::Unsupported(what) => write!(f, "{what} is not supported"),
             Self::SystemCatalog(name) => write!(f, "system catalog `{name}` is not allowed"),
-            Self::NotPermitted {
-                action,
-                table,
-                reasons,
-            } => {
-                write!(f, "the policy does not permit `{action}` on `{table}`")?;
-                if !reasons.is_empty() {
-                    write!(f, " ({})", reasons.join("; "))?;
-                }
-                Ok(())
+            // The policy's reasons are for logs, never for the caller (DESIGN §2).
+            Self::NotPermitted { action, table, .. } => {
+                write!(f, "the policy does not permit `{action}` on `{table}`")
             }
             Self::DeniedFunction(name) => write!(f, "function `{name}` is not allowed"),
             Self::WholeRow(name) => write!(

@@ -131,7 +131,12 @@ async fn batches_the_requests_and_refuses_on_any_deny() {
         err.to_string().contains("`select` on `public.visits`"),
         "{err}"
     );
-    assert!(err.to_string().contains("no visits for you"), "{err}");
+    // The policy's reasons are kept for logs, out of the message the caller sees.
+    assert!(!err.to_string().contains("no visits for you"), "{err}");
+    assert!(matches!(
+        err.reason(),
+        Some(crate::DenyReason::NotPermitted { reasons, .. }) if reasons == &["no visits for you"]
+    ));
     assert_eq!(pdp.requests().len(), 2);
 }
 

@@ -86,11 +86,16 @@ where
             let enforced = match policy.enforce(&pdp, &request).await {
                 Ok(e) => e,
                 Err(e) => {
+                    let policy_reasons = match e.reason() {
+                        Some(crate::DenyReason::NotPermitted { reasons, .. }) => reasons.join("; "),
+                        _ => String::new(),
+                    };
                     tracing::info!(
                         target: "warden_sql",
                         subject = %request.subject.id,
                         code = e.code(),
                         reason = %e,
+                        policy_reasons = %policy_reasons,
                         "statement denied"
                     );
                     return Err(SqlServiceError::Denied(e));
