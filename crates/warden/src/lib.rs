@@ -14,7 +14,12 @@
 //! | `server` | [`server`]: the Warden PDP server, to embed or test against | no |
 //! | `telemetry` | [`telemetry`]: decision events, the bounded sink, Prometheus metrics | no |
 //! | `otel` | OpenTelemetry metrics of the decisions (`TelemetryBuilder::meter`), with `telemetry` | no |
-//! | `full` | every integration | no |
+//! | `sql` | [`sql`]: the SQL PEP (`SqlPolicyLayer`: row filters, column masks, a statement allow-list by rewriting queries), without a driver | no |
+//! | `sqlx-sqlite` | `sql::adapters::SqlxSqlite`: a sqlx SQLite pool as a SQL service, with `sql` | no |
+//! | `sqlx-postgres` | `sql::adapters::SqlxPostgres`: a sqlx PostgreSQL pool, with `sql` | no |
+//! | `sqlx-mysql` | `sql::adapters::SqlxMySql`: a sqlx MySQL / MariaDB pool, with `sql` | no |
+//! | `tokio-postgres` | `sql::adapters::TokioPostgres`: a tokio-postgres client, with `sql` | no |
+//! | `full` | every integration; of the SQL drivers none (pick your database's) | no |
 //!
 //! The decision model ([`AccessRequest`], [`Decision`], [`Obligation`], the [`Pdp`] trait) is
 //! always there, re-exported from `warden-core`.
@@ -55,4 +60,11 @@ pub mod remote {
 #[cfg(feature = "server")]
 pub mod server {
     pub use warden_server::*;
+}
+
+/// The SQL policy enforcement point (`warden-sql`, feature `sql`; the drivers behind
+/// `sqlx-sqlite`, `sqlx-postgres`, `sqlx-mysql` and `tokio-postgres`).
+#[cfg(feature = "sql")]
+pub mod sql {
+    pub use warden_sql::*;
 }

@@ -1,6 +1,6 @@
-//! The clinic's SQLite database: schema, seed data and queries.
+//! The clinic's SQLite database: schema and seed data. The handlers query it through the SQL
+//! PEP ([`crate::data`]), never directly.
 
-use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 /// Opens (and creates and seeds, on first use) the database at `url`, e.g.
@@ -19,6 +19,7 @@ pub async fn open(url: &str) -> Result<SqlitePool, sqlx::Error> {
     for statement in SCHEMA {
         sqlx::query(*statement).execute(&pool).await?;
     }
+    add_clinic_to_visits(&pool).await?;
     let (patients,): (i64,) = sqlx::query_as("SELECT count(*) FROM patients")
         .fetch_one(&pool)
         .await?;
@@ -44,6 +45,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS visits (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         patient_id TEXT NOT NULL REFERENCES patients(id) ON DELETE CASCADE,
+        clinic_id TEXT NOT NULL REFERENCES clinics(id),
         at TEXT NOT NULL,
         doctor TEXT NOT NULL,
         summary TEXT NOT NULL
@@ -57,6 +59,29 @@ const SCHEMA: &[&str] = &[
         decision_id TEXT NOT NULL
     )",
 ];
+
+/// Databases created before visits carried their clinic (the column the data policy filters
+/// them by) get it, filled from the patients.
+async fn add_clinic_to_visits(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let (has,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM pragma_table_info('visits') WHERE name = 'clinic_id'")
+            .fetch_one(pool)
+            .await?;
+    if has == 0 {
+        let mut tx = pool.begin().await?;
+        sqlx::query("ALTER TABLE visits ADD COLUMN clinic_id TEXT REFERENCES clinics(id)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE visits SET clinic_id =
+             (SELECT clinic_id FROM patients WHERE patients.id = visits.patient_id)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
 
 async fn seed(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -116,71 +141,16 @@ async fn seed(pool: &SqlitePool) -> Result<(), sqlx::Error> {
         ),
         ("p3", "2026-11-20T11:15:00Z", "dora", "Sleep study results"),
     ] {
-        sqlx::query("INSERT INTO visits (patient_id, at, doctor, summary) VALUES (?, ?, ?, ?)")
-            .bind(patient)
-            .bind(at)
-            .bind(doctor)
-            .bind(summary)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO visits (patient_id, clinic_id, at, doctor, summary)
+             SELECT id, clinic_id, ?, ?, ? FROM patients WHERE id = ?",
+        )
+        .bind(at)
+        .bind(doctor)
+        .bind(summary)
+        .bind(patient)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
-}
-
-/// A clinic.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct Clinic {
-    /// Its id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-}
-
-/// The full record: the sensitive fields too.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct Record {
-    /// Its id.
-    pub id: String,
-    /// The clinic the patient belongs to.
-    pub clinic_id: String,
-    /// Full name.
-    pub name: String,
-    /// Date of birth.
-    pub birth_date: String,
-    /// Social security number.
-    pub ssn: String,
-    /// Clinical notes.
-    pub notes: String,
-}
-
-/// A visit.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct Visit {
-    /// Its id.
-    pub id: i64,
-    /// The patient.
-    pub patient_id: String,
-    /// When.
-    pub at: String,
-    /// Who saw the patient.
-    pub doctor: String,
-    /// What happened.
-    pub summary: String,
-}
-
-/// An audit log entry.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct AuditEntry {
-    /// Its id.
-    pub id: i64,
-    /// When.
-    pub at: String,
-    /// Who.
-    pub subject: String,
-    /// Did what.
-    pub action: String,
-    /// To what.
-    pub resource: String,
-    /// Under which decision.
-    pub decision_id: String,
 }

@@ -1,5 +1,6 @@
 //! The clinic example: an axum service whose every route is guarded by Warden's `PolicyLayer`
-//! and the Rego policy in `policies/clinic`.
+//! and the Rego policy in `policies/clinic`, and whose every query goes through Warden's SQL
+//! PEP and the data policy in `policies/clinic-data` (see [`data`]).
 //!
 //! Routes (the policy decides who may call which):
 //!
@@ -14,6 +15,7 @@
 //! | `GET /audit-log` | auditors and admins |
 //! | `GET /metrics` | admins (Prometheus text) |
 
+pub mod data;
 pub mod db;
 pub mod otel;
 
@@ -27,12 +29,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
-use sqlx::SqlitePool;
+use serde_json::{Map, Value, json};
 use warden::http::{Authorized, JwtVerifier, PolicyLayer};
 use warden::rego::RegoPdp;
+use warden::sql::SqlRequest;
 use warden::telemetry::Telemetry;
 use warden::{Masker, Pdp};
+
+pub use data::{Data, DataError};
 
 /// The clinic policy package shipped with the repository.
 pub fn policy_dir() -> PathBuf {
@@ -45,9 +49,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 // ANCHOR: app
 /// The clinic service: its routes behind a `PolicyLayer` that verifies bearer tokens and asks
 /// the policy decision point (the embedded Rego policy here; a remote PDP in the `remote-pdp`
-/// example).
+/// example). The handlers reach the database only through `db`, the SQL PEP
+/// ([`Data::open`]).
 pub fn app(
-    db: SqlitePool,
+    db: Data,
     pdp: impl Pdp + 'static,
     jwt: JwtVerifier,
     masker: Masker,
@@ -93,18 +98,19 @@ pub fn app(
 }
 // ANCHOR_END: app
 
-/// Errors of the handlers: a database error is a 500 (logged, not shown).
+/// Errors of the handlers: a statement the SQL PEP refuses is a 403 naming the reason (503
+/// when the data policy could not decide); a database error is a 500 (logged, not shown).
 #[derive(Debug)]
 pub enum AppError {
     /// Nothing there.
     NotFound,
-    /// The database failed.
-    Db(sqlx::Error),
+    /// The statement was refused, or the database failed.
+    Data(DataError),
 }
 
-impl From<sqlx::Error> for AppError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Db(e)
+impl From<DataError> for AppError {
+    fn from(e: DataError) -> Self {
+        Self::Data(e)
     }
 }
 
@@ -112,7 +118,18 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             Self::NotFound => (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))),
-            Self::Db(e) => {
+            Self::Data(DataError::Denied(e)) if e.code() == "pdp_error" => {
+                tracing::warn!(error = %e, "the data policy could not decide");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": "the data policy could not decide", "code": e.code()})),
+                )
+            }
+            Self::Data(DataError::Denied(e)) => (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": e.to_string(), "code": e.code()})),
+            ),
+            Self::Data(DataError::Db(e)) => {
                 tracing::error!(error = %e, "database error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,6 +143,9 @@ impl IntoResponse for AppError {
 
 type Result<T> = std::result::Result<T, AppError>;
 
+/// A row as a JSON object.
+type Row = Map<String, Value>;
+
 #[derive(Debug, Deserialize)]
 struct ClinicParams {
     clinic_id: String,
@@ -137,84 +157,87 @@ struct PatientParams {
     patient_id: String,
 }
 
-async fn health() -> Json<serde_json::Value> {
+async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn clinics(State(db): State<SqlitePool>) -> Result<Json<Vec<db::Clinic>>> {
-    let rows = sqlx::query_as("SELECT id, name FROM clinics ORDER BY id")
-        .fetch_all(&db)
-        .await?;
-    Ok(Json(rows))
+/// The clinic directory is the service's to show (the HTTP policy decides who may ask).
+async fn clinics(State(db): State<Data>) -> Result<Json<Vec<Row>>> {
+    let request = SqlRequest::new("SELECT id, name FROM clinics ORDER BY id", data::service());
+    Ok(Json(db.rows(request).await?))
 }
 
 // ANCHOR: patients
-/// Every field of every patient of the clinic: what a caller may see of them is the policy's
-/// business (its `redact` obligations), not the handler's.
+/// Every field of every patient of the clinic: which rows and values reach the handler is the
+/// data policy's business (row filter, column masks in SQL), what a route shows of them the
+/// HTTP policy's (its `redact` obligations) — not the handler's.
 async fn patients(
-    State(db): State<SqlitePool>,
+    State(db): State<Data>,
     Params(p): Params<ClinicParams>,
-) -> Result<Json<Vec<db::Record>>> {
-    // The policy decided on the clinic in the path; the query stays within that clinic.
-    let rows = sqlx::query_as(
+    authorized: Authorized,
+) -> Result<Json<Vec<Row>>> {
+    // The SQL subject: the caller's id and role, and the route's clinic if the token grants it.
+    let subject = data::caller(&authorized.request().subject, Some(&p.clinic_id));
+    let request = SqlRequest::new(
         "SELECT id, clinic_id, name, birth_date, ssn, notes FROM patients
          WHERE clinic_id = ? ORDER BY id",
+        subject,
     )
-    .bind(&p.clinic_id)
-    .fetch_all(&db)
-    .await?;
-    Ok(Json(rows))
+    .bind(p.clinic_id);
+    Ok(Json(db.rows(request).await?))
 }
 // ANCHOR_END: patients
 
-async fn patient(
-    State(db): State<SqlitePool>,
-    Params(p): Params<PatientParams>,
-) -> Result<Json<db::Record>> {
-    sqlx::query_as(
+/// One patient of the clinic, as the caller may see it.
+async fn one_patient(db: &Data, authorized: &Authorized, p: &PatientParams) -> Result<Row> {
+    let subject = data::caller(&authorized.request().subject, Some(&p.clinic_id));
+    let request = SqlRequest::new(
         "SELECT id, clinic_id, name, birth_date, ssn, notes FROM patients
          WHERE clinic_id = ? AND id = ?",
+        subject,
     )
-    .bind(&p.clinic_id)
-    .bind(&p.patient_id)
-    .fetch_optional(&db)
-    .await?
-    .map(Json)
-    .ok_or(AppError::NotFound)
+    .bind(p.clinic_id.as_str())
+    .bind(p.patient_id.as_str());
+    db.rows(request)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound)
+}
+
+async fn patient(
+    State(db): State<Data>,
+    Params(p): Params<PatientParams>,
+    authorized: Authorized,
+) -> Result<Json<Row>> {
+    Ok(Json(one_patient(&db, &authorized, &p).await?))
 }
 
 async fn record(
-    State(db): State<SqlitePool>,
+    State(db): State<Data>,
     Params(p): Params<PatientParams>,
     authorized: Authorized,
-) -> Result<Json<db::Record>> {
-    let record: db::Record = sqlx::query_as(
-        "SELECT id, clinic_id, name, birth_date, ssn, notes FROM patients
-         WHERE clinic_id = ? AND id = ?",
-    )
-    .bind(&p.clinic_id)
-    .bind(&p.patient_id)
-    .fetch_optional(&db)
-    .await?
-    .ok_or(AppError::NotFound)?;
+) -> Result<Json<Row>> {
+    let record = one_patient(&db, &authorized, &p).await?;
     audit(&db, &authorized, &format!("patient:{}", p.patient_id)).await?;
     Ok(Json(record))
 }
 
 async fn visits(
-    State(db): State<SqlitePool>,
+    State(db): State<Data>,
     Params(p): Params<PatientParams>,
-) -> Result<Json<Vec<db::Visit>>> {
-    let rows = sqlx::query_as(
+    authorized: Authorized,
+) -> Result<Json<Vec<Row>>> {
+    let subject = data::caller(&authorized.request().subject, Some(&p.clinic_id));
+    let request = SqlRequest::new(
         "SELECT v.id, v.patient_id, v.at, v.doctor, v.summary
          FROM visits v JOIN patients p ON p.id = v.patient_id
          WHERE p.clinic_id = ? AND p.id = ? ORDER BY v.at",
+        subject,
     )
-    .bind(&p.clinic_id)
-    .bind(&p.patient_id)
-    .fetch_all(&db)
-    .await?;
-    Ok(Json(rows))
+    .bind(p.clinic_id)
+    .bind(p.patient_id);
+    Ok(Json(db.rows(request).await?))
 }
 
 /// The body of `POST …/visits`.
@@ -225,68 +248,79 @@ pub struct NewVisit {
 }
 
 async fn add_visit(
-    State(db): State<SqlitePool>,
+    State(db): State<Data>,
     Params(p): Params<PatientParams>,
     authorized: Authorized,
     Json(visit): Json<NewVisit>,
-) -> Result<(StatusCode, Json<db::Visit>)> {
-    let doctor = authorized.request().subject.id.clone();
-    let row: Option<db::Visit> = sqlx::query_as(
-        "INSERT INTO visits (patient_id, at, doctor, summary)
-         SELECT id, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?, ? FROM patients
+) -> Result<(StatusCode, Json<Row>)> {
+    let subject = data::caller(&authorized.request().subject, Some(&p.clinic_id));
+    let doctor = subject.id.clone();
+    // The visit belongs to the patient's clinic; the SQL PEP inserts it only if that clinic
+    // passes the caller's row filter on `visits` (an `INSERT … SELECT` is filtered).
+    let request = SqlRequest::new(
+        "INSERT INTO visits (patient_id, clinic_id, at, doctor, summary)
+         SELECT id, clinic_id, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?, ? FROM patients
          WHERE clinic_id = ? AND id = ?
          RETURNING id, patient_id, at, doctor, summary",
+        subject,
     )
-    .bind(&doctor)
-    .bind(&visit.summary)
-    .bind(&p.clinic_id)
-    .bind(&p.patient_id)
-    .fetch_optional(&db)
-    .await?;
-    let row = row.ok_or(AppError::NotFound)?;
-    audit(&db, &authorized, &format!("visit:{}", row.id)).await?;
+    .bind(doctor)
+    .bind(visit.summary)
+    .bind(p.clinic_id.as_str())
+    .bind(p.patient_id.as_str());
+    let row = db
+        .rows(request)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound)?;
+    let id = row.get("id").cloned().unwrap_or(Value::Null);
+    audit(&db, &authorized, &format!("visit:{id}")).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
 async fn delete_patient(
-    State(db): State<SqlitePool>,
+    State(db): State<Data>,
     Params(p): Params<PatientParams>,
     authorized: Authorized,
 ) -> Result<StatusCode> {
-    let done = sqlx::query("DELETE FROM patients WHERE clinic_id = ? AND id = ?")
-        .bind(&p.clinic_id)
-        .bind(&p.patient_id)
-        .execute(&db)
-        .await?;
-    if done.rows_affected() == 0 {
+    let subject = data::caller(&authorized.request().subject, Some(&p.clinic_id));
+    let request = SqlRequest::new(
+        "DELETE FROM patients WHERE clinic_id = ? AND id = ?",
+        subject,
+    )
+    .bind(p.clinic_id.as_str())
+    .bind(p.patient_id.as_str());
+    if db.run(request).await?.rows_affected == 0 {
         return Err(AppError::NotFound);
     }
     audit(&db, &authorized, &format!("patient:{}", p.patient_id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn audit_log(State(db): State<SqlitePool>) -> Result<Json<Vec<db::AuditEntry>>> {
-    let rows = sqlx::query_as(
+async fn audit_log(State(db): State<Data>, authorized: Authorized) -> Result<Json<Vec<Row>>> {
+    let subject = data::caller(&authorized.request().subject, None);
+    let request = SqlRequest::new(
         "SELECT id, at, subject, action, resource, decision_id FROM audit_log ORDER BY id",
-    )
-    .fetch_all(&db)
-    .await?;
-    Ok(Json(rows))
+        subject,
+    );
+    Ok(Json(db.rows(request).await?))
 }
 
 // ANCHOR: audit
-/// Records who did what under which decision.
-async fn audit(db: &SqlitePool, authorized: &Authorized, resource: &str) -> Result<()> {
+/// Records who did what under which decision. The service writes its audit log as itself: a
+/// caller's own permissions on `audit_log` do not matter here.
+async fn audit(db: &Data, authorized: &Authorized, resource: &str) -> Result<()> {
     let request = authorized.request();
-    sqlx::query(
+    let insert = SqlRequest::new(
         "INSERT INTO audit_log (subject, action, resource, decision_id) VALUES (?, ?, ?, ?)",
+        data::service(),
     )
-    .bind(&request.subject.id)
-    .bind(&request.action.name)
+    .bind(request.subject.id.as_str())
+    .bind(request.action.name.as_str())
     .bind(resource)
-    .bind(authorized.decision().id.to_string())
-    .execute(db)
-    .await?;
+    .bind(authorized.decision().id.to_string());
+    db.run(insert).await?;
     Ok(())
 }
 // ANCHOR_END: audit

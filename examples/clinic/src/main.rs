@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use example_clinic::otel::Otel;
-use example_clinic::{BoxError, app, db, masker, policy_and_verifier};
+use example_clinic::{BoxError, Data, app, db, masker, policy_and_verifier};
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -37,7 +37,8 @@ async fn main() -> Result<(), BoxError> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     std::fs::create_dir_all(&data)?;
     let url = format!("sqlite://{}", data.join("clinic.db").display());
-    let db = db::open(&url).await?;
+    // Every query of the handlers goes through the SQL PEP and `policies/clinic-data`.
+    let db = Data::open(db::open(&url).await?).await?;
     let (pdp, jwt) = policy_and_verifier()?;
     let revision = warden::Pdp::revision(&pdp);
 
@@ -86,14 +87,16 @@ fn print_curl_lines(addr: SocketAddr) {
     let base = format!("http://{addr}");
     println!(
         "\nTry it (tokens valid for an hour):\n\n\
-         # permit, redacted: a nurse lists the patients of her clinic (SSN last4, notes removed)\n\
+         # permit, filtered and masked: a nurse lists the patients of her clinic (SSN last4, birth year,\n\
+         # no notes: the SQL PEP rewrote the query, the HTTP PEP redacted the response)\n\
          curl -s {base}/clinics/c1/patients -H 'Authorization: Bearer {nurse}'\n\n\
-         # permit, pseudonymised: the auditor sees hashed names and birth years only\n\
-         curl -s {base}/clinics/c2/patients -H 'Authorization: Bearer {auditor}'\n\n\
          # permit, redacted: an admin sees no SSN and no notes\n\
          curl -s {base}/clinics/c2/patients/p3 -H 'Authorization: Bearer {admin}'\n\n\
          # deny (403 problem+json): the same nurse asks for another clinic\n\
          curl -si {base}/clinics/c2/patients -H 'Authorization: Bearer {nurse}'\n\n\
+         # deny (403, by the SQL PEP): the route lets the auditor in, the data policy gives auditors\n\
+         # the audit log only\n\
+         curl -si {base}/clinics/c2/patients -H 'Authorization: Bearer {auditor}'\n\n\
          # step-up (401 with an RFC 9470 challenge): a doctor without a recent MFA opens a full record\n\
          curl -si {base}/clinics/c1/patients/p1/record -H 'Authorization: Bearer {doctor}'\n\n\
          # permit after step-up: the same doctor, with acr=urn:warden:mfa\n\

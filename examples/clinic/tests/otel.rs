@@ -213,7 +213,8 @@ async fn run() {
         .meter(otel.meter())
         .build()
         .unwrap();
-    let db = example_clinic::db::open("sqlite::memory:").await.unwrap();
+    let pool = example_clinic::db::open("sqlite::memory:").await.unwrap();
+    let db = example_clinic::Data::open(pool).await.unwrap();
     let (pdp, jwt) = example_clinic::policy_and_verifier().unwrap();
     let app = example_clinic::app(
         db,

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use example_clinic::{BoxError, app, db, masker, policy_and_verifier, policy_dir};
+use example_clinic::{BoxError, Data, app, db, masker, policy_and_verifier, policy_dir};
 use example_remote_pdp::remote_pdp;
 use tracing_subscriber::EnvFilter;
 use warden::server::Server;
@@ -44,7 +44,8 @@ async fn main() -> Result<(), BoxError> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     std::fs::create_dir_all(&data)?;
     let database = format!("sqlite://{}", data.join("clinic.db").display());
-    let db = db::open(&database).await?;
+    // The queries go through the SQL PEP, deciding with the embedded `policies/clinic-data`.
+    let db = Data::open(db::open(&database).await?).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, pdp = %url, "clinic service listening, deciding remotely");

@@ -26,7 +26,8 @@ async fn pdp_server() -> (String, tokio::sync::oneshot::Sender<()>) {
 }
 
 async fn app(url: &str) -> Router {
-    let db = example_clinic::db::open("sqlite::memory:").await.unwrap();
+    let pool = example_clinic::db::open("sqlite::memory:").await.unwrap();
+    let db = example_clinic::Data::open(pool).await.unwrap();
     let (_, jwt) = example_clinic::policy_and_verifier().unwrap();
     let telemetry = warden::telemetry::Telemetry::builder()
         .writer(|_: &warden::telemetry::DecisionEvent| {})
