@@ -34,20 +34,39 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let Ok(filter) = Obligation::from_json(json!({"type": "filter_rows", "table": "patients",
-        "where": {"eq": [{"column": "clinic_id"}, {"subject": "clinic"}]}})) else {
+        "where": {"eq": [{"column": "clinic_id"}, {"subject": "clinic"}]}}))
+    else {
         return;
     };
     let Ok(mask) = Obligation::from_json(json!({"type": "mask_columns", "table": "patients",
-        "columns": {"ssn": "last4"}})) else {
+        "columns": {"ssn": "last4"}}))
+    else {
         return;
     };
-    let pdp = Filtered(Decision::permit().with_obligation(filter).with_obligation(mask));
+    let pdp = Filtered(
+        Decision::permit()
+            .with_obligation(filter)
+            .with_obligation(mask),
+    );
     let subject = Subject::user("fuzz").with_property("clinic", "c1'; --");
-    for dialect in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite, Dialect::Generic] {
-        let schema = if dialect == Dialect::MySql { "clinic" } else if dialect == Dialect::Sqlite { "main" } else { "public" };
+    for dialect in [
+        Dialect::Postgres,
+        Dialect::MySql,
+        Dialect::Sqlite,
+        Dialect::Generic,
+    ] {
+        let schema = if dialect == Dialect::MySql {
+            "clinic"
+        } else if dialect == Dialect::Sqlite {
+            "main"
+        } else {
+            "public"
+        };
         let Ok(policy) = SqlPolicy::builder(dialect)
             .default_schema(schema)
-            .catalog(Catalog::new().with_table(format!("{schema}.patients"), ["id", "clinic_id", "ssn"]))
+            .catalog(
+                Catalog::new().with_table(format!("{schema}.patients"), ["id", "clinic_id", "ssn"]),
+            )
             .cache_capacity(0)
             .build()
         else {
@@ -65,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
         };
         match reparsed {
             Ok(statements) => assert_eq!(statements.len(), 1, "{}", enforced.statement),
-            Err(e) => panic!("rewrite of `{sql}` does not parse: {e}\n{}", enforced.statement),
+            Err(e) => panic!(
+                "rewrite of `{sql}` does not parse: {e}\n{}",
+                enforced.statement
+            ),
         }
         let reads_patients = enforced
             .requests
