@@ -260,6 +260,7 @@ struct Setup {
     layer_cached: Router,
     layer_jwt_cached: Router,
     layer_cached_telemetry: Router,
+    layer_cached_events_discarded: Router,
     subject: Credentials,
     bearer: Credentials,
     loop_bare: Loopback,
@@ -288,6 +289,15 @@ impl Setup {
                 .build()
                 .unwrap()
         });
+        // The same, with a writer that drops every event: what the request path alone pays.
+        let discarding = server.block_on(async {
+            Telemetry::builder()
+                .writer(|event: &DecisionEvent| {
+                    black_box(event);
+                })
+                .build()
+                .unwrap()
+        });
         let loop_bare = Loopback::new(serve(&server, bare()), token.clone());
         let loop_layer = Loopback::new(serve(&server, with_layer_jwt()), token.clone());
         let loop_layer_cached =
@@ -301,6 +311,7 @@ impl Setup {
             layer_cached: with_layer_cached(),
             layer_jwt_cached: with_layer_jwt_cached(),
             layer_cached_telemetry: with_layer_cached_telemetry(telemetry),
+            layer_cached_events_discarded: with_layer_cached_telemetry(discarding),
             subject: Credentials::subject(),
             bearer: Credentials::Bearer(token),
             loop_bare,
@@ -526,6 +537,21 @@ fn telemetry_summary(s: &Setup) {
         |n| run_oneshot(&s.layer_cached, &s.subject, n),
         |n| run_oneshot(&s.layer_cached_telemetry, &s.subject, n),
     );
+    report_telemetry("events written as JSON lines", off, on);
+    let (off, on) = compare(
+        &s.client,
+        ONESHOT_ITERS,
+        |n| run_oneshot(&s.layer_cached, &s.subject, n),
+        |n| run_oneshot(&s.layer_cached_events_discarded, &s.subject, n),
+    );
+    report_telemetry(
+        "events discarded by the writer (request path only)",
+        off,
+        on,
+    );
+}
+
+fn report_telemetry(variant: &str, off: Duration, on: Duration) {
     let ratio = on.as_secs_f64() / off.as_secs_f64();
     let verdict = if ratio <= TARGET_TELEMETRY_COST {
         "meets"
@@ -533,8 +559,8 @@ fn telemetry_summary(s: &Setup) {
         "misses"
     };
     println!(
-        "http_layer/oneshot telemetry on vs off, cached decision: off {:.2} µs/req, on {:.2} µs/req, \
-         ratio (time on/off): {ratio:.2} ({verdict} target ≤ {TARGET_TELEMETRY_COST:.2})",
+        "http_layer/oneshot telemetry on vs off, cached decision, {variant}: off {:.2} µs/req, \
+         on {:.2} µs/req, ratio (time on/off): {ratio:.2} ({verdict} target ≤ {TARGET_TELEMETRY_COST:.2})",
         off.as_secs_f64() * 1e6,
         on.as_secs_f64() * 1e6,
     );
