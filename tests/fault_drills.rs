@@ -6,7 +6,7 @@
 //! In `deny` mode no request is ever forwarded without a valid decision from the server; in
 //! `stale` mode only decisions within the bound are served; the breaker opens during the outage
 //! and closes after recovery; and the counts of requests, decisions, fallbacks and events add up.
-#![expect(
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -111,7 +111,7 @@ where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = axum::response::Response> + Send + 'static,
 {
-    Router::new().route("/access/v1/evaluation", post(move || answer()))
+    Router::new().route("/access/v1/evaluation", post(answer))
 }
 
 /// Binds the port again; the previous listener may take a moment to let go of it.
@@ -411,10 +411,10 @@ async fn stale_mode_serves_only_decisions_within_the_bound() {
                     last_fresh = Some(s.at);
                 }
             }
-            (StatusCode::SERVICE_UNAVAILABLE, _) => {
-                if last_fresh.is_some_and(|f| s.at.duration_since(f) > max_age) {
-                    refused_after_bound += 1;
-                }
+            (StatusCode::SERVICE_UNAVAILABLE, _)
+                if last_fresh.is_some_and(|f| s.at.duration_since(f) > max_age) =>
+            {
+                refused_after_bound += 1;
             }
             _ => {}
         }

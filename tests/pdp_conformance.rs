@@ -1,7 +1,7 @@
 //! One case table, four decision paths: the clinic policy in Rego and in Cedar, each embedded and
 //! each behind the Warden PDP server reached with the remote AuthZEN client. All four must give
 //! the case's expected decision and exactly the same obligations.
-#![expect(
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

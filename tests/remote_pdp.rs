@@ -1,6 +1,6 @@
 //! The remote PDP client against the real Warden PDP server on 127.0.0.1, and against servers
 //! that misbehave: down, slow, failing, or answering HTML, truncated or oversized bodies.
-#![expect(
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

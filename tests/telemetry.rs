@@ -1,10 +1,6 @@
 //! Decision events and metrics of the `PolicyLayer`: one event per request, the right outcome
 //! and error class, sensitive attributes redacted, counts that add up.
-#![expect(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "test helpers fail the test loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
 
 use std::sync::{Arc, Mutex};
 

@@ -1,9 +1,7 @@
 //! `warden eval` and `warden serve`, run as a user runs them.
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing,
     reason = "test helpers fail loudly"
 )]
 
