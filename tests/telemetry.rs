@@ -226,3 +226,101 @@ async fn events_flag_cache_hits_and_hide_what_the_decision_redacts() {
         assert!(!text.contains("flu") && !text.contains("12345"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn the_sql_pep_reports_one_event_per_table_and_one_per_refusal() {
+    use std::convert::Infallible;
+    use tower::{Layer, Service, service_fn};
+    use warden_core::Subject;
+    use warden_sql::{Dialect, SqlPolicy, SqlPolicyLayer, SqlRequest, SqlResponse};
+
+    let (telemetry, seen) = telemetry();
+    let db = service_fn(|_: SqlRequest| async {
+        Ok::<_, Infallible>(SqlResponse {
+            columns: Vec::new(),
+            rows: Vec::new(),
+            rows_affected: 0,
+        })
+    });
+    let pdp = ScriptedPdp::new(|r| match r.subject.id.as_str() {
+        "down" => Answer::Error(PdpError::unavailable("refused")),
+        _ if r.resource.id == "main.audit_log" => {
+            Answer::Decision(Decision::deny().with_reason("staff only"))
+        }
+        _ => Answer::Decision(Decision::permit()),
+    });
+    let policy = SqlPolicy::builder(Dialect::Sqlite).build().unwrap();
+    let mut service = SqlPolicyLayer::new(std::sync::Arc::new(pdp), policy)
+        .telemetry(telemetry.clone())
+        .layer(db);
+    let mut run = async |sql: &str, who: &str| {
+        let request = SqlRequest::new(sql, Subject::user(who).with_property("password", "hunter2"));
+        std::future::poll_fn(|cx| service.poll_ready(cx))
+            .await
+            .unwrap();
+        service.call(request).await.is_ok()
+    };
+    assert!(
+        run(
+            "SELECT v.id FROM visits v JOIN patients p ON p.id = v.patient_id",
+            "nina"
+        )
+        .await
+    );
+    assert!(!run("SELECT * FROM audit_log", "nina").await);
+    assert!(!run("SELECT 1; DELETE FROM visits", "nina").await);
+    assert!(!run("SELECT id FROM visits", "down").await);
+    telemetry.flush().await;
+
+    let events = seen.lock().unwrap().clone();
+    let summary: Vec<(Pep, &str, &str, Outcome, Option<&str>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.pep,
+                e.resource_type.as_str(),
+                e.resource.as_str(),
+                e.outcome,
+                e.error_class.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Pep::Sql, "table", "main.visits", Outcome::Permit, None),
+            (Pep::Sql, "table", "main.patients", Outcome::Permit, None),
+            (
+                Pep::Sql,
+                "table",
+                "main.audit_log",
+                Outcome::Deny,
+                Some("violation")
+            ),
+            (
+                Pep::Sql,
+                "statement",
+                "<refused>",
+                Outcome::Deny,
+                Some("violation")
+            ),
+            (
+                Pep::Sql,
+                "statement",
+                "<refused>",
+                Outcome::Unavailable,
+                Some("pdp_unavailable")
+            ),
+        ]
+    );
+    assert_eq!(events[3].attributes["code"], "multiple_statements");
+    for event in &events {
+        let text = serde_json::to_string(event).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            !text.contains("DELETE"),
+            "no statement text in events: {text}"
+        );
+    }
+    assert_eq!(telemetry.metrics().decisions(Pep::Sql, Outcome::Permit), 2);
+}

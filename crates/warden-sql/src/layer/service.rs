@@ -3,29 +3,51 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tower_layer::Layer;
 use tower_service::Service;
-use warden_core::Pdp;
+use tracing::Instrument;
+use warden_core::{Pdp, TraceContext};
+use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
 
-use crate::error::SqlError;
+use crate::error::{DenyReason, SqlError};
 use crate::policy::SqlPolicy;
-use crate::request::SqlRequest;
+use crate::request::{Enforcement, SqlRequest};
 
 /// Wraps a SQL service so that every statement is decided and rewritten first.
 ///
 /// `P` is the PDP (any [`Pdp`] that is `Clone`, such as an `Arc<dyn Pdp>` or an
 /// `Arc<RegoPdp>`); the [`SqlPolicy`] carries the dialect, catalog and caches.
+///
+/// Every statement runs in a `warden.decide` tracing span (`warden.pep = "sql"`), and with
+/// [`telemetry`](Self::telemetry) every decision is reported as a decision event: one per
+/// (relation, operation) of a permitted statement, one for a refused statement.
 #[derive(Debug, Clone)]
 pub struct SqlPolicyLayer<P> {
     pdp: P,
     policy: SqlPolicy,
+    telemetry: Option<Telemetry>,
 }
 
 impl<P> SqlPolicyLayer<P> {
     /// A layer deciding with `pdp` and rewriting with `policy`.
     pub fn new(pdp: P, policy: SqlPolicy) -> Self {
-        Self { pdp, policy }
+        Self {
+            pdp,
+            policy,
+            telemetry: None,
+        }
+    }
+
+    /// Reports every decision to `telemetry` (events with `pep: "sql"`, resource type
+    /// `table`). A refused statement is one event whose resource type is `statement` and whose
+    /// `attributes.code` is the refusal's code; the statement's text is never in an event, since
+    /// its literals may be the very values the policy protects.
+    #[must_use]
+    pub fn telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 }
 
@@ -37,6 +59,7 @@ impl<S, P: Clone> Layer<S> for SqlPolicyLayer<P> {
             inner,
             pdp: self.pdp.clone(),
             policy: self.policy.clone(),
+            telemetry: self.telemetry.clone(),
         }
     }
 }
@@ -47,6 +70,7 @@ pub struct SqlPolicyService<S, P> {
     inner: S,
     pdp: P,
     policy: SqlPolicy,
+    telemetry: Option<Telemetry>,
 }
 
 /// The error of [`SqlPolicyService`]: the statement was refused, or the database failed.
@@ -82,8 +106,30 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let pdp = self.pdp.clone();
         let policy = self.policy.clone();
+        let telemetry = self.telemetry.clone();
+        let span = tracing::info_span!(
+            "warden.decide",
+            warden.pep = "sql",
+            warden.subject = %request.subject.id,
+            warden.allowed = tracing::field::Empty,
+            warden.error = tracing::field::Empty,
+        );
         Box::pin(async move {
-            let enforced = match policy.enforce(&pdp, &request).await {
+            let started = Instant::now();
+            let outcome = policy
+                .enforce(&pdp, &request)
+                .instrument(span.clone())
+                .await;
+            match &outcome {
+                Ok(_) => span.record("warden.allowed", true),
+                Err(e) => span
+                    .record("warden.allowed", false)
+                    .record("warden.error", e.code()),
+            };
+            if let Some(telemetry) = &telemetry {
+                report(telemetry, &request, &outcome, started);
+            }
+            let enforced = match outcome {
                 Ok(e) => e,
                 Err(e) => {
                     let policy_reasons = match e.reason() {
@@ -111,5 +157,74 @@ where
             request.statement = enforced.statement.to_string();
             inner.call(request).await.map_err(SqlServiceError::Service)
         })
+    }
+}
+
+/// The decision events of one statement.
+fn report(
+    telemetry: &Telemetry,
+    request: &SqlRequest,
+    outcome: &Result<Enforcement, SqlError>,
+    started: Instant,
+) {
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let trace = TraceContext::current();
+    let base = |action: &str, kind: &str, resource: &str, outcome: Outcome| {
+        let mut event = DecisionEvent::new(Pep::Sql, action, kind, resource, outcome);
+        event.subject = Some(request.subject.id.clone());
+        event.latency_us = latency_us;
+        if let Some(trace) = &trace {
+            event.trace_id = Some(trace.trace_id().to_owned());
+            event.span_id = Some(trace.span_id().to_owned());
+        }
+        event.attributes.insert(
+            "subject".into(),
+            serde_json::Value::Object(request.subject.properties.clone()),
+        );
+        event
+    };
+    match outcome {
+        Ok(enforced) => {
+            for (access, decision) in enforced.requests.iter().zip(&enforced.decisions) {
+                let mut event = base(
+                    &access.action.name,
+                    &access.resource.kind,
+                    &access.resource.id,
+                    Outcome::Permit,
+                );
+                event.decision_id = Some(decision.id.to_string());
+                event.policy = Some(decision.policy.clone());
+                event.cache_hit = decision.cache_hit;
+                event.fallback = decision.fallback.map(|f| f.as_str().to_owned());
+                event.obligations = decision
+                    .obligations
+                    .iter()
+                    .map(|o| o.type_name().to_owned())
+                    .collect();
+                telemetry.emit(event);
+            }
+        }
+        Err(error) => {
+            let (action, kind, resource) = match error.reason() {
+                Some(DenyReason::NotPermitted { action, table, .. }) => {
+                    (action.as_str(), "table", table.as_str())
+                }
+                _ => ("execute", "statement", "<refused>"),
+            };
+            let (outcome, class) = match error {
+                SqlError::Pdp(pdp) if pdp.is_unavailable() => {
+                    (Outcome::Unavailable, pdp.class().as_str())
+                }
+                SqlError::Pdp(pdp) => (Outcome::Deny, pdp.class().as_str()),
+                _ => (Outcome::Deny, "violation"),
+            };
+            let mut event = base(action, kind, resource, outcome);
+            event.error_class = Some(class.to_owned());
+            event.attributes.insert(
+                "code".into(),
+                serde_json::Value::String(error.code().to_owned()),
+            );
+            telemetry.emit(event);
+        }
     }
 }
