@@ -37,8 +37,13 @@ async fn app(url: &str) -> Router {
     example_clinic::app(db, pdp, jwt, example_clinic::masker().unwrap(), telemetry)
 }
 
-async fn get(app: &Router, path: &str, claims: Value) -> (StatusCode, Value) {
-    let token = TestTokens::hs256(&TestTokens::claims("nina", claims));
+/// A nurse's token, minted once per test: its `iat` and `exp` claims are part of the access
+/// request, so a token minted a second later is a different request to the decision cache.
+fn token(claims: Value) -> String {
+    TestTokens::hs256(&TestTokens::claims("nina", claims))
+}
+
+async fn get(app: &Router, path: &str, token: &str) -> (StatusCode, Value) {
     let request = Request::get(path)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
@@ -53,8 +58,8 @@ async fn get(app: &Router, path: &str, claims: Value) -> (StatusCode, Value) {
 async fn the_remote_pdp_decides_and_its_obligations_are_enforced() {
     let (url, stop) = pdp_server().await;
     let app = app(&url).await;
-    let nurse = json!({"role": "nurse", "clinics": ["c1"]});
-    let (status, body) = get(&app, "/clinics/c1/patients", nurse.clone()).await;
+    let nurse = token(json!({"role": "nurse", "clinics": ["c1"]}));
+    let (status, body) = get(&app, "/clinics/c1/patients", &nurse).await;
     assert_eq!(status, StatusCode::OK);
     let patients = body.as_array().unwrap();
     assert!(!patients.is_empty());
@@ -64,7 +69,7 @@ async fn the_remote_pdp_decides_and_its_obligations_are_enforced() {
         let ssn = patient["ssn"].as_str().unwrap();
         assert!(ssn.starts_with("***"), "{ssn}");
     }
-    let (status, body) = get(&app, "/clinics/c2/patients", nurse).await;
+    let (status, body) = get(&app, "/clinics/c2/patients", &nurse).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["decision_id"].is_string(), "{body}");
     let _ = stop.send(());
@@ -74,15 +79,15 @@ async fn the_remote_pdp_decides_and_its_obligations_are_enforced() {
 async fn a_pdp_that_is_gone_fails_closed_except_for_recent_decisions() {
     let (url, stop) = pdp_server().await;
     let app = app(&url).await;
-    let nurse = json!({"role": "nurse", "clinics": ["c1"]});
-    let (status, _) = get(&app, "/clinics/c1/patients", nurse.clone()).await;
+    let nurse = token(json!({"role": "nurse", "clinics": ["c1"]}));
+    let (status, _) = get(&app, "/clinics/c1/patients", &nurse).await;
     assert_eq!(status, StatusCode::OK);
     let _ = stop.send(());
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     // The same request is answered from the cache (same policy revision).
-    let (status, _) = get(&app, "/clinics/c1/patients", nurse.clone()).await;
+    let (status, _) = get(&app, "/clinics/c1/patients", &nurse).await;
     assert_eq!(status, StatusCode::OK);
     // A request never decided before is refused: no PDP, no decision, no access.
-    let (status, _) = get(&app, "/clinics/c1/patients/p2", nurse).await;
+    let (status, _) = get(&app, "/clinics/c1/patients/p2", &nurse).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
