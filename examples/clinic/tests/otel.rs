@@ -268,13 +268,25 @@ async fn run() {
         }
     }
     let requests_spans: Vec<_> = spans.iter().filter(|s| s.name == "http.request").collect();
-    let decide_spans: Vec<_> = spans.iter().filter(|s| s.name == "warden.decide").collect();
+    let pep = |s: &&otlp::Span, pep: &str| {
+        s.name == "warden.decide" && string(&s.attributes, "warden.pep").as_deref() == Some(pep)
+    };
+    let decide_spans: Vec<_> = spans.iter().filter(|s| pep(s, "http")).collect();
+    // The handlers' queries go through the SQL PEP: its decisions are spans of the request too.
+    let sql_spans: Vec<_> = spans.iter().filter(|s| pep(s, "sql")).collect();
     assert_eq!(requests_spans.len(), requests.len(), "{spans:#?}");
     assert_eq!(decide_spans.len(), requests.len(), "{spans:#?}");
+    assert!(!sql_spans.is_empty(), "{spans:#?}");
     let by_id: BTreeMap<&[u8], &otlp::Span> = requests_spans
         .iter()
         .map(|s| (s.span_id.as_slice(), *s))
         .collect();
+    for sql in &sql_spans {
+        let parent = by_id
+            .get(sql.parent_span_id.as_slice())
+            .unwrap_or_else(|| panic!("a SQL warden.decide outside a request: {sql:#?}"));
+        assert_eq!(sql.trace_id, parent.trace_id);
+    }
     let mut routes = Vec::new();
     for decide in &decide_spans {
         let parent = by_id
