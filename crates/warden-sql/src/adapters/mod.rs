@@ -6,6 +6,47 @@
 //! strings, JSON as JSON. A type the adapter cannot decode fails the statement with
 //! [`DriverError`] rather than returning something wrong.
 
+/// `async fn run(pool, request)`, shared by the sqlx adapters: binds the parameters, streams
+/// the results and counts the rows affected. `values(&row)` of the expanding module decodes a
+/// row of its driver.
+#[cfg(any(
+    feature = "sqlx-postgres",
+    feature = "sqlx-mysql",
+    feature = "sqlx-sqlite"
+))]
+macro_rules! sqlx_run {
+    ($pool:ty) => {
+        async fn run(pool: &$pool, request: SqlRequest) -> Result<SqlResponse, DriverError> {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(request.statement));
+            for param in request.params {
+                query = match param {
+                    SqlValue::Null => query.bind(None::<String>),
+                    SqlValue::Bool(b) => query.bind(b),
+                    SqlValue::Int(i) => query.bind(i),
+                    SqlValue::Float(f) => query.bind(f),
+                    SqlValue::Text(s) => query.bind(s),
+                    SqlValue::Bytes { bytes } => query.bind(bytes),
+                };
+            }
+            let mut response = SqlResponse::default();
+            let mut stream = pool.fetch_many(query);
+            while let Some(item) = stream.try_next().await? {
+                match item {
+                    Either::Left(done) => response.rows_affected += done.rows_affected(),
+                    Either::Right(row) => {
+                        if response.columns.is_empty() {
+                            response.columns =
+                                row.columns().iter().map(|c| c.name().to_owned()).collect();
+                        }
+                        response.rows.push(values(&row)?);
+                    }
+                }
+            }
+            Ok(response)
+        }
+    };
+}
+
 #[cfg(any(feature = "sqlx-postgres", feature = "tokio-postgres"))]
 mod pg;
 #[cfg(feature = "sqlx-mysql")]

@@ -74,33 +74,7 @@ impl Service<SqlRequest> for SqlxSqlite {
     }
 }
 
-async fn run(pool: &SqlitePool, request: SqlRequest) -> Result<SqlResponse, DriverError> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(request.statement));
-    for param in request.params {
-        query = match param {
-            SqlValue::Null => query.bind(None::<String>),
-            SqlValue::Bool(b) => query.bind(b),
-            SqlValue::Int(i) => query.bind(i),
-            SqlValue::Float(f) => query.bind(f),
-            SqlValue::Text(s) => query.bind(s),
-            SqlValue::Bytes { bytes } => query.bind(bytes),
-        };
-    }
-    let mut response = SqlResponse::default();
-    let mut stream = pool.fetch_many(query);
-    while let Some(item) = stream.try_next().await? {
-        match item {
-            Either::Left(done) => response.rows_affected += done.rows_affected(),
-            Either::Right(row) => {
-                if response.columns.is_empty() {
-                    response.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
-                }
-                response.rows.push(values(&row)?);
-            }
-        }
-    }
-    Ok(response)
-}
+sqlx_run!(SqlitePool);
 
 fn values(row: &SqliteRow) -> Result<Vec<Json>, DriverError> {
     (0..row.len())
