@@ -23,7 +23,7 @@ use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet, Request}
 use criterion::Criterion;
 use serde_json::json;
 use warden_cedar::CedarPdp;
-use warden_core::{AccessRequest, Pdp};
+use warden_decision::{AccessRequest, Pdp};
 
 const POLICY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/clinic-cedar");
 

@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
-use warden_core::{CacheConfig, PdpExt, Subject};
+use warden_decision::{CacheConfig, PdpExt, Subject};
 use warden_http::{JwtVerifier, PolicyLayer};
 use warden_rego::RegoPdp;
 use warden_telemetry::{DecisionEvent, Telemetry};

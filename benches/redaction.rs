@@ -19,7 +19,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use warden_core::{Decision, Masker, Obligation};
+use warden_decision::{Decision, Masker, Obligation};
 use warden_http::{PolicyLayer, Redactor};
 use warden_test::StaticPdp;
 

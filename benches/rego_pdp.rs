@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use regorus::rvm::RegoVM;
 use serde_json::json;
-use warden_core::{AccessRequest, Pdp};
+use warden_decision::{AccessRequest, Pdp};
 use warden_rego::RegoPdp;
 
 const POLICY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/clinic");

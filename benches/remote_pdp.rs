@@ -23,7 +23,7 @@ use axum::routing::post;
 use criterion::Criterion;
 use serde_json::json;
 use tokio::runtime::Runtime;
-use warden_core::{AccessRequest, Action, Pdp, Resource, Subject};
+use warden_decision::{AccessRequest, Action, Pdp, Resource, Subject};
 use warden_remote::RemotePdp;
 use warden_server::Server;
 
@@ -99,9 +99,9 @@ fn setup() -> Setup {
         let decision = client.block_on(remote.decide(&request())).unwrap();
         assert!(decision.allowed, "{name} permits the bench's request");
         answer.get_or_insert_with(|| {
-            serde_json::to_string(&warden_core::authzen::EvaluationResponse::from_decision(
-                &decision,
-            ))
+            serde_json::to_string(
+                &warden_decision::authzen::EvaluationResponse::from_decision(&decision),
+            )
             .unwrap()
         });
         paths.push((name, Arc::new(remote)));

@@ -23,7 +23,7 @@ use criterion::Criterion;
 use serde_json::json;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use warden_core::{AccessRequest, Decision, Obligation, Pdp, PdpFuture, Subject};
+use warden_decision::{AccessRequest, Decision, Obligation, Pdp, PdpFuture, Subject};
 use warden_sql::{Catalog, Dialect, SqlPolicy, SqlRequest};
 
 /// A PDP that answers every request with the same prebuilt decision.

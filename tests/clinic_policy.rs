@@ -1,6 +1,6 @@
 //! The clinic policy against its case table, on both regorus evaluators.
 
-use warden_core::Pdp;
+use warden_decision::Pdp;
 use warden_rego::{Evaluator, RegoPdp};
 use warden_tests::{cases, clinic_policy_dir};
 

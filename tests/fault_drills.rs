@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use warden_core::{
+use warden_decision::{
     BreakerConfig, BreakerState, CircuitBreaker, FallbackMode, FallbackUse, Pdp, PdpExt, Subject,
     Timeout,
 };
@@ -154,7 +154,7 @@ struct Drill {
     breaker_at_end: BreakerState,
 }
 
-type Stack = warden_core::Fallback<Arc<CircuitBreaker<Timeout<RemotePdp>>>>;
+type Stack = warden_decision::Fallback<Arc<CircuitBreaker<Timeout<RemotePdp>>>>;
 
 async fn drill(mode: FallbackMode, phases: &[(Phase, Duration)]) -> Drill {
     let mut pdp = PdpPort::new().await;
@@ -449,10 +449,10 @@ async fn the_remote_stack_is_a_pdp_like_any_other() {
         .with_timeout(MS(500))
         .with_breaker(BreakerConfig::default())
         .with_fallback(FallbackMode::Deny);
-    let request = warden_core::AccessRequest::new(
+    let request = warden_decision::AccessRequest::new(
         nurse(),
-        warden_core::Action::new("GET"),
-        warden_core::Resource::new("route", "/health"),
+        warden_decision::Action::new("GET"),
+        warden_decision::Resource::new("route", "/health"),
     );
     assert!(stack.decide(&request).await.unwrap().allowed);
     assert_eq!(stack.revision(), remote.revision());

@@ -20,7 +20,7 @@ use tonic::transport::{Endpoint, Server};
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 use tower::Service;
-use warden_core::{Decision, Obligation, PdpError, Resource};
+use warden_decision::{Decision, Obligation, PdpError, Resource};
 use warden_http::{Authorized, JwtVerifier, PolicyLayer};
 use warden_rego::RegoPdp;
 use warden_test::{Answer, ScriptedPdp, StaticPdp, TestTokens};

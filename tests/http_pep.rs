@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
-use warden_core::{Decision, ErrorClass, Obligation, PdpError, Subject};
+use warden_decision::{Decision, ErrorClass, Obligation, PdpError, Subject};
 use warden_http::{Authorized, JwtVerifier, PolicyLayer};
 use warden_rego::RegoPdp;
 use warden_test::{Answer, ScriptedPdp, StaticPdp, TestTokens};
@@ -407,7 +407,7 @@ async fn obligations_the_layer_cannot_carry_out_turn_a_permit_into_a_deny() {
         .jwt(verifier())
         .obligation_handler(
             "x-watermark",
-            move |o: &warden_core::CustomObligation, parts: &mut http::request::Parts| {
+            move |o: &warden_decision::CustomObligation, parts: &mut http::request::Parts| {
                 *seen_by_handler.lock().unwrap() = Some(o.fields["text"].clone());
                 parts.headers.insert(
                     "x-watermark",
@@ -428,7 +428,7 @@ async fn obligations_the_layer_cannot_carry_out_turn_a_permit_into_a_deny() {
         .jwt(verifier())
         .obligation_handler(
             "x-watermark",
-            |_: &warden_core::CustomObligation, _: &mut http::request::Parts| {
+            |_: &warden_decision::CustomObligation, _: &mut http::request::Parts| {
                 Err("no watermark service".to_owned())
             },
         );

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use warden_core::AccessRequest;
+use warden_decision::AccessRequest;
 
 /// The repository root.
 pub fn root() -> PathBuf {

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use warden_core::{Decision, Pdp};
+use warden_decision::{Decision, Pdp};
 use warden_remote::RemotePdp;
 use warden_server::{PolicyDir, Server};
 use warden_tests::{Case, cases, clinic_policy_dir, root};

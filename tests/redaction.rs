@@ -22,7 +22,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use warden_core::{Decision, Masker, Obligation};
+use warden_decision::{Decision, Masker, Obligation};
 use warden_http::PolicyLayer;
 use warden_test::StaticPdp;
 

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::json;
-use warden_core::{
+use warden_decision::{
     AccessRequest, Action, Decision, Pdp, PdpError, PolicyRevision, Resource, Subject, TraceContext,
 };
 use warden_remote::{EvaluationsSemantic, RemotePdp};

@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value as Json, json};
 use tower::{Layer, Service, ServiceExt};
-use warden_core::{Decision, Obligation, Pdp, Subject};
+use warden_decision::{Decision, Obligation, Pdp, Subject};
 use warden_rego::RegoPdp;
 use warden_sql::adapters::{DriverError, SqlxMySql, SqlxPostgres, SqlxSqlite, TokioPostgres};
 use warden_sql::{
@@ -488,10 +488,10 @@ async fn run_corpus(target: &Target) -> (usize, Vec<String>) {
     (count, failures)
 }
 
-/// `hash` and `year` computed in SQL equal `warden_core::Masker` on the same values.
+/// `hash` and `year` computed in SQL equal `warden_decision::Masker` on the same values.
 async fn mask_functions_match_the_masker(target: &Target) {
     let key = b"corpus-hash-key-0123456789";
-    let masker = warden_core::Masker::with_hash_key(key).unwrap();
+    let masker = warden_decision::Masker::with_hash_key(key).unwrap();
     let hashable = target.db != Db::Sqlite;
     let policy = SqlPolicy::builder(match target.db {
         Db::Postgres => Dialect::Postgres,
@@ -536,10 +536,10 @@ async fn mask_functions_match_the_masker(target: &Target) {
     for (masked, raw) in response.rows.iter().zip(&raw.rows) {
         if hashable {
             let want = masker
-                .mask(warden_core::MaskStrategy::Hash, &raw[1])
+                .mask(warden_decision::MaskStrategy::Hash, &raw[1])
                 .unwrap();
             assert_eq!(
-                warden_core::Masked::Value(masked[1].clone()),
+                warden_decision::Masked::Value(masked[1].clone()),
                 want,
                 "{:?}: SQL hash equals the Masker's",
                 target.db

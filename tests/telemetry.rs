@@ -10,7 +10,7 @@ use axum::routing::get;
 use http::{Request, StatusCode, header};
 use serde_json::json;
 use tower::ServiceExt;
-use warden_core::{Decision, ErrorClass, Obligation, PdpError};
+use warden_decision::{Decision, ErrorClass, Obligation, PdpError};
 use warden_http::{JwtVerifier, PolicyLayer};
 use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
 use warden_test::{Answer, ScriptedPdp, StaticPdp, TestTokens};
@@ -181,7 +181,7 @@ async fn every_request_reports_one_event_with_its_outcome_and_class() {
 
 #[tokio::test]
 async fn events_flag_cache_hits_and_hide_what_the_decision_redacts() {
-    use warden_core::{CacheConfig, PdpExt, PolicyRevision, Subject};
+    use warden_decision::{CacheConfig, PdpExt, PolicyRevision, Subject};
 
     let (telemetry, seen) = telemetry();
     let pdp = StaticPdp::new(
@@ -231,7 +231,7 @@ async fn events_flag_cache_hits_and_hide_what_the_decision_redacts() {
 async fn the_sql_pep_reports_one_event_per_table_and_one_per_refusal() {
     use std::convert::Infallible;
     use tower::{Layer, Service, service_fn};
-    use warden_core::Subject;
+    use warden_decision::Subject;
     use warden_sql::{Dialect, SqlPolicy, SqlPolicyLayer, SqlRequest, SqlResponse};
 
     let (telemetry, seen) = telemetry();

@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use sqlparser::dialect::{GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
-use warden_core::{AccessRequest, Decision, Obligation, Pdp, PdpFuture, Subject};
+use warden_decision::{AccessRequest, Decision, Obligation, Pdp, PdpFuture, Subject};
 use warden_sql::{Catalog, Dialect, SqlPolicy, SqlRequest};
 
 struct Filtered(Decision);

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use cedar_policy::{Entities, Entity, EntityUid, RestrictedExpression};
 use serde_json::{Map, Value};
-use warden_core::AccessRequest;
+use warden_decision::AccessRequest;
 
 use crate::mapping::Attributes;
 

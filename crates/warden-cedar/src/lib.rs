@@ -10,7 +10,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use warden_cedar::CedarPdp;
-//! use warden_core::{AccessRequest, Action, Obligation, Pdp, Resource, Subject};
+//! use warden_decision::{AccessRequest, Action, Obligation, Pdp, Resource, Subject};
 //!
 //! let pdp = CedarPdp::builder()
 //!     .schema(r#"
@@ -179,7 +179,9 @@ use std::task::{Context as TaskContext, Poll};
 
 use arc_swap::ArcSwap;
 use cedar_policy::{Authorizer, Entities, EntityUid, Request};
-use warden_core::{AccessRequest, Decision, ErrorClass, Pdp, PdpError, PdpFuture, PolicyRevision};
+use warden_decision::{
+    AccessRequest, Decision, ErrorClass, Pdp, PdpError, PdpFuture, PolicyRevision,
+};
 
 pub use load::{LoadError, Position};
 pub use provider::{EntityFuture, EntityProvider, ProviderError};

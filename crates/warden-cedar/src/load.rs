@@ -14,7 +14,7 @@ use cedar_policy::{
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use warden_core::{Advice, Obligation, Reason};
+use warden_decision::{Advice, Obligation, Reason};
 
 /// The most files a policy directory may hold.
 const MAX_FILES: usize = 10_000;

@@ -8,7 +8,7 @@ use std::sync::RwLock;
 
 use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use serde_json::{Map, Value};
-use warden_core::AccessRequest;
+use warden_decision::AccessRequest;
 
 use crate::entities::FxBuild;
 use crate::load::LoadError;
@@ -327,7 +327,7 @@ fn entity_reference(reference: &Value) -> Result<RestrictedExpression, ValueErro
 mod tests {
     use super::*;
     use serde_json::json;
-    use warden_core::{Action, Resource, Subject};
+    use warden_decision::{Action, Resource, Subject};
 
     #[test]
     fn derives_upper_camel_case_type_names() {

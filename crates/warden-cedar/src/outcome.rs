@@ -2,7 +2,7 @@
 //! determining policies.
 
 use cedar_policy::Response;
-use warden_core::{Decision, Diagnostic, ErrorClass};
+use warden_decision::{Decision, Diagnostic, ErrorClass};
 
 use crate::load::Compiled;
 

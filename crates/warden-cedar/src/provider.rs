@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use warden_core::AccessRequest;
+use warden_decision::AccessRequest;
 
 /// The future [`EntityProvider::entities`] returns: Cedar entity JSON (an array of
 /// `{"uid", "attrs", "parents"}` objects, the format of `entities.json`).
@@ -19,8 +19,8 @@ pub type EntityFuture<'a> =
 /// replacing stored entities with the same uid. The request's subject and resource
 /// properties are then merged into the principal and resource entities (see the crate docs).
 ///
-/// A provider that fails makes [`Pdp::decide`](warden_core::Pdp::decide) return
-/// [`PdpError::Unavailable`](warden_core::PdpError::Unavailable): an outage of the store, not
+/// A provider that fails makes [`Pdp::decide`](warden_decision::Pdp::decide) return
+/// [`PdpError::Unavailable`](warden_decision::PdpError::Unavailable): an outage of the store, not
 /// a violation. Entities that do not parse or do not conform to the schema are a policy error
 /// and the decision is a deny.
 ///
@@ -29,7 +29,7 @@ pub type EntityFuture<'a> =
 /// ```
 /// use serde_json::json;
 /// use warden_cedar::{EntityProvider, ProviderError};
-/// use warden_core::AccessRequest;
+/// use warden_decision::AccessRequest;
 ///
 /// fn groups(request: &AccessRequest) -> Result<serde_json::Value, ProviderError> {
 ///     Ok(json!([{

@@ -3,7 +3,7 @@ use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
-use warden_core::{Action, MaskStrategy, Obligation, Resource, Subject};
+use warden_decision::{Action, MaskStrategy, Obligation, Resource, Subject};
 
 const SCHEMA: &str = r#"
     entity Group;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 use warden_cedar::CedarPdp;
-use warden_core::{AccessRequest, Decision, Pdp};
+use warden_decision::{AccessRequest, Decision, Pdp};
 use warden_rego::RegoPdp;
 
 fn policies() -> PathBuf {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::request::Parts;
 use serde_json::{Map, Value};
-use warden_core::{AccessRequest, Action, Properties, Resource, Subject};
+use warden_decision::{AccessRequest, Action, Properties, Resource, Subject};
 
 use crate::jwt::{JwtVerifier, TokenError};
 use crate::respond::Refusal;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use http::request::Parts;
 use serde_json::Value;
-use warden_core::{AccessRequest, Decision, ErrorClass, Obligation};
+use warden_decision::{AccessRequest, Decision, ErrorClass, Obligation};
 use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
 
 use crate::access::{UNMATCHED_ROUTE, matched_route};

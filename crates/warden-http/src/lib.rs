@@ -31,7 +31,7 @@
 //!
 //! | field | value |
 //! |---|---|
-//! | `subject` | the [`Subject`](warden_core::Subject) request extension an authentication layer put there; else from a verified bearer JWT: `{type: "user", id: <sub>, properties: <all claims>}`; else `{type: "anonymous", id: "anonymous"}` if [allowed](PolicyLayer::allow_anonymous), else 401 |
+//! | `subject` | the [`Subject`](warden_decision::Subject) request extension an authentication layer put there; else from a verified bearer JWT: `{type: "user", id: <sub>, properties: <all claims>}`; else `{type: "anonymous", id: "anonymous"}` if [allowed](PolicyLayer::allow_anonymous), else 401 |
 //! | `action.name` | the HTTP method, as sent (`GET`, `POST`, …) |
 //! | `resource` | with axum: `{type: "route", id: <matched route template, e.g. "/patients/{id}">, properties: {params: {id: "42"}, query: {...}}}`; a query key given twice maps to an array of its values |
 //! | | a request that matched no route (it reached the router's fallback): `{type: "route", id: "<unmatched>"}` |

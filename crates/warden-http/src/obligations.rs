@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::request::Parts;
-use warden_core::{AccessRequest, CustomObligation, Decision, Obligation, StepUp};
+use warden_decision::{AccessRequest, CustomObligation, Decision, Obligation, StepUp};
 
 use crate::access::AuthStrength;
 use crate::redact::{PathCache, Plan};
@@ -18,7 +18,7 @@ use crate::redact::{PathCache, Plan};
 /// it. An `Err` denies the request.
 ///
 /// ```
-/// use warden_core::CustomObligation;
+/// use warden_decision::CustomObligation;
 ///
 /// // Adds a header that the service (or a later layer) must honour.
 /// let watermark = |o: &CustomObligation, parts: &mut http::request::Parts| {
@@ -78,7 +78,7 @@ pub(crate) struct Context<'a> {
     pub(crate) strength: &'a AuthStrength,
     pub(crate) handlers: &'a Handlers,
     pub(crate) paths: &'a PathCache,
-    pub(crate) masker: &'a warden_core::Masker,
+    pub(crate) masker: &'a warden_decision::Masker,
 }
 
 pub(crate) fn enforce(

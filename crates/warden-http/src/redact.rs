@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use http::StatusCode;
 use http::header::{self, HeaderName, HeaderValue};
 use serde_json::Value;
-use warden_core::{MaskStrategy, Masked, Masker, Obligation, Redact};
+use warden_decision::{MaskStrategy, Masked, Masker, Obligation, Redact};
 
 /// How many compiled JSONPath expressions a layer keeps.
 const PATH_CACHE_SIZE: usize = 1024;
@@ -195,7 +195,7 @@ const RESPONSE_HEADERS_TO_DROP: [&str; 9] = [
 /// [`PolicyLayer`](crate::PolicyLayer) runs on response bodies.
 ///
 /// ```
-/// use warden_core::{Masker, Obligation};
+/// use warden_decision::{Masker, Obligation};
 /// use warden_http::Redactor;
 ///
 /// let obligation = Obligation::from_json(serde_json::json!({

@@ -4,7 +4,7 @@
 use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use serde_json::json;
-use warden_core::{DecisionId, StepUp};
+use warden_decision::{DecisionId, StepUp};
 
 use crate::body::ResponseBody;
 use crate::jwt::TokenError;

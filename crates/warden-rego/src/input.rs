@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use regorus::Value;
-use warden_core::{AccessRequest, Properties};
+use warden_decision::{AccessRequest, Properties};
 
 /// The AuthZEN-shaped request as a regorus value (the same document `serde_json` would give).
 pub(crate) fn input(request: &AccessRequest) -> Value {

@@ -46,7 +46,7 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! use warden_core::{AccessRequest, Action, Pdp, Resource, Subject};
+//! use warden_decision::{AccessRequest, Action, Pdp, Resource, Subject};
 //! use warden_rego::RegoPdp;
 //!
 //! let pdp = RegoPdp::builder()
@@ -77,7 +77,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use regorus::rvm::RegoVM;
-use warden_core::{AccessRequest, Decision, ErrorClass, Pdp, PdpError, PdpFuture, PolicyRevision};
+use warden_decision::{
+    AccessRequest, Decision, ErrorClass, Pdp, PdpError, PdpFuture, PolicyRevision,
+};
 
 pub use load::LoadError;
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
-use warden_core::{Advice, Decision, DecisionId, ErrorClass, Obligation, Reason};
+use warden_decision::{Advice, Decision, DecisionId, ErrorClass, Obligation, Reason};
 
 /// How many distinct entrypoint results a policy revision remembers.
 const REMEMBERED: usize = 1024;

@@ -1,6 +1,6 @@
 use super::*;
 use std::fs;
-use warden_core::{Action, MaskStrategy, Obligation, Resource, Subject};
+use warden_decision::{Action, MaskStrategy, Obligation, Resource, Subject};
 
 fn request(role: &str, action: &str) -> AccessRequest {
     AccessRequest::new(

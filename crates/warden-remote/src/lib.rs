@@ -46,7 +46,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use warden_core::{AccessRequest, Action, Pdp, Resource, Subject};
+//! use warden_decision::{AccessRequest, Action, Pdp, Resource, Subject};
 //! use warden_remote::RemotePdp;
 //!
 //! let pdp = RemotePdp::authzen("http://127.0.0.1:8181")
@@ -69,11 +69,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-use warden_core::{
+use warden_decision::{
     AccessRequest, BatchFuture, Decision, Pdp, PdpError, PdpFuture, PolicyRevision, TraceContext,
 };
 
-pub use warden_core::authzen::EvaluationsSemantic;
+pub use warden_decision::authzen::EvaluationsSemantic;
 use wire::Metadata;
 
 /// The default time a call may take, from sending the request to reading the whole answer.

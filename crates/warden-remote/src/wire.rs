@@ -2,10 +2,12 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use warden_core::authzen::{EvaluationResponse, EvaluationsResponse};
-use warden_core::{AccessRequest, Advice, Decision, Obligation, PdpError, PolicyRevision, Reason};
+use warden_decision::authzen::{EvaluationResponse, EvaluationsResponse};
+use warden_decision::{
+    AccessRequest, Advice, Decision, Obligation, PdpError, PolicyRevision, Reason,
+};
 
-pub(crate) use warden_core::authzen::{
+pub(crate) use warden_decision::authzen::{
     EVALUATION_PATH, EVALUATIONS_PATH, EvaluationsRequest, EvaluationsSemantic, METADATA_PATH,
     Metadata,
 };

@@ -14,7 +14,7 @@
 //! | `GET /metrics` | Prometheus text |
 //!
 //! The decision's obligations, reasons and revision travel in the AuthZEN response `context`
-//! (see [`warden_core::authzen`]). Malformed input is a `400` problem+json naming what is wrong;
+//! (see [`warden_decision::authzen`]). Malformed input is a `400` problem+json naming what is wrong;
 //! a body over the limit is a `413`; an unknown path a `404`. An unavailable PDP is a `503`; a
 //! policy that fails to evaluate is a deny whose diagnostics say `policy_error`.
 //!
@@ -51,7 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use warden_core::{Pdp, PolicyRevision};
+use warden_decision::{Pdp, PolicyRevision};
 
 pub use policy::{PolicyDir, PolicyError, PolicyKind};
 

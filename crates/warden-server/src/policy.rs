@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use warden_core::{Pdp, PolicyRevision};
+use warden_decision::{Pdp, PolicyRevision};
 use warden_rego::RegoPdp;
 
 /// The engine a policy directory is written for.
@@ -84,7 +84,7 @@ enum Engine {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use warden_core::{AccessRequest, Action, Pdp, Resource, Subject};
+/// use warden_decision::{AccessRequest, Action, Pdp, Resource, Subject};
 /// use warden_server::{PolicyDir, PolicyKind};
 ///
 /// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/clinic");

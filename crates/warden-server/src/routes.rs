@@ -11,11 +11,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use warden_core::authzen::{
+use warden_decision::authzen::{
     EVALUATION_PATH, EVALUATIONS_PATH, EvaluationResponse, EvaluationsRequest, EvaluationsResponse,
     METADATA_PATH, Metadata,
 };
-use warden_core::{AccessRequest, Decision, ErrorClass, PdpError, TraceContext};
+use warden_decision::{AccessRequest, Decision, ErrorClass, PdpError, TraceContext};
 
 use crate::{Loaded, State};
 

@@ -7,7 +7,7 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use warden_core::{Decision, ErrorClass, PdpError, PolicyRevision};
+use warden_decision::{Decision, ErrorClass, PdpError, PolicyRevision};
 use warden_test::{Answer, ScriptedPdp};
 
 use crate::Server;

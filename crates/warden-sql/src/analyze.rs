@@ -13,7 +13,7 @@ use sqlparser::ast::{
     SqliteOnConflict, Statement, TableAlias, TableFactor, TableObject, TableWithJoins, Update,
     UpdateTableFromKind, Value, VisitMut, VisitorMut, With,
 };
-use warden_core::{MaskStrategy, Predicate};
+use warden_decision::{MaskStrategy, Predicate};
 
 use crate::catalog::Catalog;
 use crate::dialect::DialectRules;

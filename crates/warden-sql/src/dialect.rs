@@ -8,7 +8,7 @@ use sqlparser::ast::Ident;
 use sqlparser::dialect::{
     Dialect as ParserDialect, GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
 };
-use warden_core::MaskStrategy;
+use warden_decision::MaskStrategy;
 
 /// The SQL dialect of the database behind the PEP.
 ///

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use warden_core::PdpError;
+use warden_decision::PdpError;
 
 /// The error of [`SqlPolicy::enforce`](crate::SqlPolicy::enforce) and friends: the statement
 /// does not parse, is denied, or the PDP could not decide. Every variant means the statement

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use serde_json::Value as Json;
 use sqlparser::ast::{BinaryOperator, Expr, InTarget, UnaryOperator, Value};
 use sqlparser::parser::Parser;
-use warden_core::{Literal, Operand, Predicate, Subject};
+use warden_decision::{Literal, Operand, Predicate, Subject};
 
 use crate::dialect::DialectRules;
 use crate::error::DenyReason;

@@ -2,7 +2,7 @@
 //! allow-list, by rewriting queries.
 //!
 //! A service wraps its database client with [`SqlPolicyLayer`]; every statement it sends is
-//! analysed, decided by a [`Pdp`](warden_core::Pdp) and rewritten so that the caller only ever
+//! analysed, decided by a [`Pdp`](warden_decision::Pdp) and rewritten so that the caller only ever
 //! reads and writes the rows and values the policy allows. See [`SqlPolicy`] for the steps.
 //!
 //! # Example
@@ -10,7 +10,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use serde_json::json;
-//! use warden_core::{Decision, Obligation, Subject};
+//! use warden_decision::{Decision, Obligation, Subject};
 //! use warden_sql::{Catalog, Dialect, SqlPolicy, SqlRequest};
 //! use warden_test::StaticPdp;
 //!
@@ -50,7 +50,7 @@
 //!
 //! | member | value |
 //! |---|---|
-//! | `subject` | the caller's [`Subject`](warden_core::Subject), as given in the [`SqlRequest`] |
+//! | `subject` | the caller's [`Subject`](warden_decision::Subject), as given in the [`SqlRequest`] |
 //! | `action.name` | `select`, `insert`, `update` or `delete` |
 //! | `resource.type` | `table` (views and other relations too) |
 //! | `resource.id` | `<schema>.<table>`, folded by the dialect's rules; unqualified names take the default schema (`public`, `main`, the current MySQL database; `pg_…` names `pg_catalog`) |

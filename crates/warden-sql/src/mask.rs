@@ -12,7 +12,7 @@
 //! `v` is the value as text, `n` its length in characters, `k = min(4, n / 2)`: a partial mask
 //! never shows more than half of a value. Unlike the JSON masker, which keeps separators
 //! (`***-**-6789`), the SQL masks replace every hidden character (`*******6789`); the kept
-//! characters are the same. `hash` gives exactly what [`warden_core::Masker`] gives with the same
+//! characters are the same. `hash` gives exactly what [`warden_decision::Masker`] gives with the same
 //! key, so hashed values join across the HTTP and SQL PEPs; the key pads travel inside the
 //! statement, so use a key dedicated to pseudonymisation.
 
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Expr, VisitMut, VisitorMut};
-use warden_core::{Literal, MaskStrategy};
+use warden_decision::{Literal, MaskStrategy};
 
 use crate::dialect::{DialectRules, MASK_INPUT};
 use crate::error::DenyReason;

@@ -12,7 +12,7 @@ use sqlparser::ast::{
 };
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::{Token, Tokenizer};
-use warden_core::{
+use warden_decision::{
     AccessRequest, Action, Decision, Obligation, Pdp, Predicate, Properties, Resource, Subject,
     merge_obligations,
 };
@@ -243,10 +243,10 @@ impl SqlPolicyBuilder {
                 .to_owned(),
         };
         if let Some(key) = &self.hash_key
-            && key.len() < warden_core::MIN_HASH_KEY_LEN
+            && key.len() < warden_decision::MIN_HASH_KEY_LEN
         {
             return Err(ConfigError::ShortHashKey {
-                min: warden_core::MIN_HASH_KEY_LEN,
+                min: warden_decision::MIN_HASH_KEY_LEN,
                 len: key.len(),
             });
         }
@@ -635,7 +635,7 @@ impl SqlPolicy {
         subject: &Subject,
     ) -> Result<(Arc<Rewrite>, Vec<Obligation>, bool), SqlError> {
         if decisions.len() != analysis.accesses.len() {
-            return Err(SqlError::Pdp(warden_core::PdpError::policy(format!(
+            return Err(SqlError::Pdp(warden_decision::PdpError::policy(format!(
                 "{} decisions for {} access requests",
                 decisions.len(),
                 analysis.accesses.len()
@@ -742,7 +742,7 @@ impl SqlPolicy {
         ids.dedup_by(|a, b| a.id == b.id);
         for access in ids {
             let mut filters: Vec<Predicate> = Vec::new();
-            let mut masks: BTreeMap<String, warden_core::MaskStrategy> = BTreeMap::new();
+            let mut masks: BTreeMap<String, warden_decision::MaskStrategy> = BTreeMap::new();
             for o in obligations {
                 match o {
                     Obligation::FilterRows(f) if names(&f.table, access) => {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use warden_core::{AccessRequest, Decision, Literal, Obligation, Properties, Subject};
+use warden_decision::{AccessRequest, Decision, Literal, Obligation, Properties, Subject};
 
 /// A bind parameter value.
 ///
@@ -95,7 +95,7 @@ mod hex_bytes {
 /// One statement to run on behalf of a subject.
 ///
 /// ```
-/// use warden_core::Subject;
+/// use warden_decision::Subject;
 /// use warden_sql::SqlRequest;
 ///
 /// let request = SqlRequest::new("SELECT name FROM patients WHERE id = $1", Subject::user("nina"))

@@ -1,7 +1,7 @@
 //! Behaviour of the analysis and rewrite, without a database.
 
 use serde_json::json;
-use warden_core::{Decision, Obligation, PdpError, Subject};
+use warden_decision::{Decision, Obligation, PdpError, Subject};
 use warden_test::{Answer, ScriptedPdp, StaticPdp};
 
 use crate::{Catalog, Dialect, SqlError, SqlPolicy, SqlRequest};

@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 use sqlx::{Row, SqlitePool, ValueRef};
-use warden_core::{Decision, Obligation, Subject};
+use warden_decision::{Decision, Obligation, Subject};
 use warden_sql::{Catalog, Dialect, SqlPolicy, SqlRequest};
 use warden_test::StaticPdp;
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use warden_core::PolicyRevision;
+use warden_decision::PolicyRevision;
 
 /// Which enforcement point saw the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

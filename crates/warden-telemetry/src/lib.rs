@@ -59,7 +59,7 @@ mod tests {
         event.span_id = Some("b7ad6b7169203331".into());
         event.subject = Some("alice".into());
         event.obligations = vec!["step_up".into()];
-        event.policy = Some(warden_core::PolicyRevision::new("clinic", "1.0.0"));
+        event.policy = Some(warden_decision::PolicyRevision::new("clinic", "1.0.0"));
         event.fallback = Some("stale".into());
         event.error_class = Some("violation".into());
         event.attributes.insert("role".into(), "doctor".into());

@@ -11,7 +11,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! use std::time::Duration;
-//! use warden_core::{AccessRequest, Action, Decision, Pdp, PdpError, Resource, Subject};
+//! use warden_decision::{AccessRequest, Action, Decision, Pdp, PdpError, Resource, Subject};
 //! use warden_test::{Answer, ScriptedPdp};
 //!
 //! let pdp = ScriptedPdp::new(|request: &AccessRequest| match request.action.name.as_str() {
@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use warden_core::{AccessRequest, Decision, Pdp, PdpError, PdpFuture, PolicyRevision};
+use warden_decision::{AccessRequest, Decision, Pdp, PdpError, PdpFuture, PolicyRevision};
 
 /// A PDP that answers every request with the same decision (a fresh id each time).
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ impl StaticPdp {
 impl Pdp for StaticPdp {
     fn decide<'a>(&'a self, _request: &'a AccessRequest) -> PdpFuture<'a> {
         let mut decision = self.decision.clone();
-        decision.id = warden_core::DecisionId::new();
+        decision.id = warden_decision::DecisionId::new();
         Box::pin(std::future::ready(Ok(decision)))
     }
 
@@ -271,7 +271,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn scripted_pdp_plays_delays_and_errors() {
-        use warden_core::{Action, Resource, Subject};
+        use warden_decision::{Action, Resource, Subject};
         let pdp = ScriptedPdp::new(|r| {
             if r.subject.id == "slow" {
                 Answer::Delay(

@@ -21,13 +21,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use sqlx::SqlitePool;
 use tower::{Layer as _, Service as _, ServiceExt as _};
-use warden::rego::RegoPdp;
-use warden::sql::adapters::{DriverError, SqlxSqlite};
-use warden::sql::{
+use tower_warden::rego::RegoPdp;
+use tower_warden::sql::adapters::{DriverError, SqlxSqlite};
+use tower_warden::sql::{
     Dialect, SqlError, SqlPolicy, SqlPolicyLayer, SqlPolicyService, SqlRequest, SqlResponse,
     SqlServiceError,
 };
-use warden::{Combined, Combining, Pdp, Subject};
+use tower_warden::{Combined, Combining, Pdp, Subject};
 
 use crate::BoxError;
 

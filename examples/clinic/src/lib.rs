@@ -30,11 +30,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use warden::http::{Authorized, JwtVerifier, PolicyLayer};
-use warden::rego::RegoPdp;
-use warden::sql::SqlRequest;
-use warden::telemetry::Telemetry;
-use warden::{Masker, Pdp};
+use tower_warden::http::{Authorized, JwtVerifier, PolicyLayer};
+use tower_warden::rego::RegoPdp;
+use tower_warden::sql::SqlRequest;
+use tower_warden::telemetry::Telemetry;
+use tower_warden::{Masker, Pdp};
 
 pub use data::{Data, DataError};
 

@@ -10,10 +10,10 @@ use std::path::Path;
 use example_clinic::otel::Otel;
 use example_clinic::{BoxError, Data, app, db, masker, policy_and_verifier};
 use serde_json::json;
+use tower_warden::telemetry::Telemetry;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use warden::telemetry::Telemetry;
 use warden_test::TestTokens;
 
 #[tokio::main]
@@ -40,7 +40,7 @@ async fn main() -> Result<(), BoxError> {
     // Every query of the handlers goes through the SQL PEP and `policies/clinic-data`.
     let db = Data::open(db::open(&url).await?).await?;
     let (pdp, jwt) = policy_and_verifier()?;
-    let revision = warden::Pdp::revision(&pdp);
+    let revision = tower_warden::Pdp::revision(&pdp);
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;

@@ -13,8 +13,8 @@ async fn app() -> Router {
     let pool = example_clinic::db::open("sqlite::memory:").await.unwrap();
     let db = example_clinic::Data::open(pool).await.unwrap();
     let (pdp, jwt) = example_clinic::policy_and_verifier().unwrap();
-    let telemetry = warden::telemetry::Telemetry::builder()
-        .writer(|_: &warden::telemetry::DecisionEvent| {})
+    let telemetry = tower_warden::telemetry::Telemetry::builder()
+        .writer(|_: &tower_warden::telemetry::DecisionEvent| {})
         .build()
         .unwrap();
     example_clinic::app(db, pdp, jwt, example_clinic::masker().unwrap(), telemetry)

@@ -21,8 +21,8 @@ use http::{Request, StatusCode, header};
 use prost::Message as _;
 use serde_json::json;
 use tower::ServiceExt;
+use tower_warden::telemetry::{DecisionEvent, Telemetry};
 use tracing_subscriber::layer::SubscriberExt as _;
-use warden::telemetry::{DecisionEvent, Telemetry};
 use warden_test::TestTokens;
 
 /// What the collector received, by path.

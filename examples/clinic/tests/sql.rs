@@ -13,8 +13,8 @@ use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 use sqlx::SqlitePool;
 use tower::ServiceExt;
-use warden::Subject;
-use warden::sql::SqlRequest;
+use tower_warden::Subject;
+use tower_warden::sql::SqlRequest;
 use warden_test::TestTokens;
 
 use example_clinic::data::{self, caller};
@@ -252,8 +252,8 @@ async fn a_nurse_without_the_clinic_in_her_token_is_refused_by_the_data_policy()
 async fn through_the_router_an_auditor_gets_the_deny_reason_and_a_nurse_her_clinic() {
     let (_, data) = open().await;
     let (pdp, jwt) = example_clinic::policy_and_verifier().unwrap();
-    let telemetry = warden::telemetry::Telemetry::builder()
-        .writer(|_: &warden::telemetry::DecisionEvent| {})
+    let telemetry = tower_warden::telemetry::Telemetry::builder()
+        .writer(|_: &tower_warden::telemetry::DecisionEvent| {})
         .build()
         .unwrap();
     let app = example_clinic::app(data, pdp, jwt, example_clinic::masker().unwrap(), telemetry);

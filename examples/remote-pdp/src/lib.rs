@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use warden::remote::{RemoteError, RemotePdp};
-use warden::{BreakerConfig, CacheConfig, FallbackMode, Pdp, PdpExt};
+use tower_warden::remote::{RemoteError, RemotePdp};
+use tower_warden::{BreakerConfig, CacheConfig, FallbackMode, Pdp, PdpExt};
 
 // ANCHOR: remote
 /// The decision point of the service: the PDP at `url`, with the resilience stack the book

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use example_clinic::{BoxError, Data, app, db, masker, policy_and_verifier, policy_dir};
 use example_remote_pdp::remote_pdp;
+use tower_warden::server::Server;
+use tower_warden::telemetry::Telemetry;
 use tracing_subscriber::EnvFilter;
-use warden::server::Server;
-use warden::telemetry::Telemetry;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {

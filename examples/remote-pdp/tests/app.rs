@@ -7,7 +7,7 @@ use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use warden::server::Server;
+use tower_warden::server::Server;
 use warden_test::TestTokens;
 
 /// A Warden PDP server on a free port, and a way to stop it.
@@ -29,8 +29,8 @@ async fn app(url: &str) -> Router {
     let pool = example_clinic::db::open("sqlite::memory:").await.unwrap();
     let db = example_clinic::Data::open(pool).await.unwrap();
     let (_, jwt) = example_clinic::policy_and_verifier().unwrap();
-    let telemetry = warden::telemetry::Telemetry::builder()
-        .writer(|_: &warden::telemetry::DecisionEvent| {})
+    let telemetry = tower_warden::telemetry::Telemetry::builder()
+        .writer(|_: &tower_warden::telemetry::DecisionEvent| {})
         .build()
         .unwrap();
     let pdp = example_remote_pdp::remote_pdp(url).unwrap();

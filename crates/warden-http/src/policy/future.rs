@@ -12,7 +12,7 @@ use std::time::Instant;
 use tower_service::Service;
 
 use tracing::Instrument;
-use warden_core::{AccessRequest, Decision, DecisionId, ErrorClass, PdpError, TraceContext};
+use warden_decision::{AccessRequest, Decision, DecisionId, ErrorClass, PdpError, TraceContext};
 use warden_telemetry::{DecisionEvent, Outcome, Telemetry};
 
 use super::Authorized;

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
-use warden_core::{Masker, Pdp};
+use warden_decision::{Masker, Pdp};
 use warden_telemetry::Telemetry;
 
 use super::service::PolicyService;
@@ -65,7 +65,7 @@ impl std::fmt::Debug for PolicyLayer {
 }
 
 impl PolicyLayer {
-    /// A layer that asks `pdp`; subjects come from a [`Subject`](warden_core::Subject) request
+    /// A layer that asks `pdp`; subjects come from a [`Subject`](warden_decision::Subject) request
     /// extension until [`jwt`](Self::jwt) is configured.
     pub fn new(pdp: impl Pdp + 'static) -> Self {
         Self::from_arc(Arc::new(pdp))
@@ -91,7 +91,7 @@ impl PolicyLayer {
         Arc::make_mut(&mut self.config)
     }
 
-    /// Verifies bearer JWTs with `verifier` when no [`Subject`](warden_core::Subject) extension
+    /// Verifies bearer JWTs with `verifier` when no [`Subject`](warden_decision::Subject) extension
     /// is present; the subject is `{type: "user", id: <sub>, properties: <claims>}`.
     pub fn jwt(mut self, verifier: JwtVerifier) -> Self {
         self.config().subjects.jwt = Some(verifier);

@@ -10,7 +10,7 @@ pub use service::PolicyService;
 
 use std::sync::Arc;
 
-use warden_core::{AccessRequest, Decision};
+use warden_decision::{AccessRequest, Decision};
 
 /// The decision that let a request through, put into its extensions for the service to read.
 ///

@@ -2,7 +2,7 @@ use super::*;
 use proptest::prelude::*;
 use serde_json::json;
 use serde_json_path::JsonPath;
-use warden_core::Obligation;
+use warden_decision::Obligation;
 
 fn plan(obligations: &[Value]) -> Plan {
     let cache = PathCache::default();

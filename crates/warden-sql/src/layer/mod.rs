@@ -9,7 +9,7 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use std::convert::Infallible;
 //! use tower::{Layer, Service, ServiceExt, service_fn};
-//! use warden_core::Subject;
+//! use warden_decision::Subject;
 //! use warden_sql::{Dialect, SqlPolicy, SqlPolicyLayer, SqlRequest, SqlResponse, SqlServiceError};
 //! use warden_test::StaticPdp;
 //!

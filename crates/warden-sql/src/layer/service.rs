@@ -8,7 +8,7 @@ use std::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
-use warden_core::{Pdp, TraceContext};
+use warden_decision::{Pdp, TraceContext};
 use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
 
 use crate::error::{DenyReason, SqlError};

@@ -61,7 +61,7 @@ pub struct UnknownCombining(pub String);
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// use std::sync::Arc;
-/// use warden_core::{AccessRequest, Action, Combined, Combining, Decision, Pdp, PdpFuture, Resource, Subject};
+/// use warden_decision::{AccessRequest, Action, Combined, Combining, Decision, Pdp, PdpFuture, Resource, Subject};
 ///
 /// struct Fixed(bool);
 /// impl Pdp for Fixed {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// (`"last4"` and `"mask:last4"` are the same).
 ///
 /// ```
-/// use warden_core::MaskStrategy;
+/// use warden_decision::MaskStrategy;
 ///
 /// let s: MaskStrategy = "mask:last4".parse().unwrap();
 /// assert_eq!(s, MaskStrategy::Last4);
@@ -187,7 +187,7 @@ mod tests {
 ///
 /// ```
 /// use serde_json::json;
-/// use warden_core::{Masked, MaskStrategy, Masker};
+/// use warden_decision::{Masked, MaskStrategy, Masker};
 ///
 /// let masker = Masker::new();
 /// let ssn = json!("123-45-6789");

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! use warden_core::{AccessRequest, Action, Decision, Obligation, Pdp, PdpFuture, Resource, Subject};
+//! use warden_decision::{AccessRequest, Action, Decision, Obligation, Pdp, PdpFuture, Resource, Subject};
 //!
 //! /// Nurses may read patients, with the SSN masked.
 //! struct Clinic;
@@ -25,7 +25,7 @@
 //!             let mask = Obligation::from_json(serde_json::json!({
 //!                 "type": "redact", "paths": ["$..ssn"], "with": "last4"
 //!             }))
-//!             .map_err(|e| warden_core::PdpError::policy(e.to_string()))?;
+//!             .map_err(|e| warden_decision::PdpError::policy(e.to_string()))?;
 //!             Ok(Decision::permit().with_obligation(mask))
 //!         })
 //!     }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use warden_core::{Decision, Obligation, Pdp, Properties, Subject};
+use warden_decision::{Decision, Obligation, Pdp, Properties, Subject};
 use warden_rego::RegoPdp;
 use warden_sql::{Catalog, Dialect, SqlError, SqlPolicy, SqlValue};
 
@@ -229,7 +229,7 @@ fn refuse(error: &SqlError, explain: bool, out: &mut String) -> u8 {
     }
 }
 
-fn describe(requests: &[warden_core::AccessRequest], decisions: &[Decision], out: &mut String) {
+fn describe(requests: &[warden_decision::AccessRequest], decisions: &[Decision], out: &mut String) {
     if requests.is_empty() {
         out.push_str("access requests: none (the statement reads no relation)\n");
         return;

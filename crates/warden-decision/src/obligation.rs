@@ -5,7 +5,7 @@
 //! [`CustomObligation`]).
 //!
 //! ```
-//! use warden_core::{MaskStrategy, Obligation};
+//! use warden_decision::{MaskStrategy, Obligation};
 //!
 //! let o: Obligation = serde_json::from_value(serde_json::json!({
 //!     "type": "mask_columns", "table": "patients",

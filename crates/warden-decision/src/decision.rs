@@ -151,7 +151,7 @@ pub struct Diagnostic {
 /// A decision: permit or deny, always, with the obligations that come with it.
 ///
 /// ```
-/// use warden_core::{Decision, ErrorClass, PolicyRevision};
+/// use warden_decision::{Decision, ErrorClass, PolicyRevision};
 ///
 /// let d = Decision::deny().with_error(ErrorClass::PolicyError, "entrypoint is undefined");
 /// assert!(!d.allowed);

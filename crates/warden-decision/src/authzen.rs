@@ -16,8 +16,8 @@
 //! | `diagnostics` | `[{"error": "policy_error", "message": ...}]` when the policy failed |
 //!
 //! ```
-//! use warden_core::authzen::EvaluationResponse;
-//! use warden_core::{Decision, PolicyRevision};
+//! use warden_decision::authzen::EvaluationResponse;
+//! use warden_decision::{Decision, PolicyRevision};
 //!
 //! let decision = Decision::deny()
 //!     .with_reason("not a member of the clinic")

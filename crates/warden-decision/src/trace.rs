@@ -7,7 +7,7 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! use warden_core::TraceContext;
+//! use warden_decision::TraceContext;
 //!
 //! let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 //! let context = TraceContext::parse(incoming).unwrap();

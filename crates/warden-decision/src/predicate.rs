@@ -4,7 +4,7 @@
 //! into parser AST with values as escaped literals or bind parameters.
 //!
 //! ```
-//! use warden_core::{Operand, Predicate};
+//! use warden_decision::{Operand, Predicate};
 //!
 //! let json = serde_json::json!({"and": [
 //!     {"eq": [{"column": "clinic_id"}, {"subject": "clinic"}]},

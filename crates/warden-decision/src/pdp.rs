@@ -22,7 +22,7 @@ pub type BatchFuture<'a> =
 /// every error as a deny.
 ///
 /// ```
-/// use warden_core::{AccessRequest, Decision, Pdp, PdpFuture};
+/// use warden_decision::{AccessRequest, Decision, Pdp, PdpFuture};
 ///
 /// /// Permits reads, denies everything else.
 /// struct ReadOnly;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use warden_core::{AccessRequest, Pdp};
+use warden_decision::{AccessRequest, Pdp};
 use warden_remote::RemotePdp;
 use warden_server::PolicyDir;
 

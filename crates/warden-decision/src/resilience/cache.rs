@@ -104,10 +104,10 @@ enum Miss {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// use warden_core::{AccessRequest, Action, CacheConfig, Decision, Pdp, PdpExt, PolicyRevision, Resource, Subject};
+/// use warden_decision::{AccessRequest, Action, CacheConfig, Decision, Pdp, PdpExt, PolicyRevision, Resource, Subject};
 /// # struct Engine;
 /// # impl Pdp for Engine {
-/// #     fn decide<'a>(&'a self, _: &'a AccessRequest) -> warden_core::PdpFuture<'a> {
+/// #     fn decide<'a>(&'a self, _: &'a AccessRequest) -> warden_decision::PdpFuture<'a> {
 /// #         Box::pin(async { Ok(Decision::permit().with_policy(PolicyRevision::new("p", "1"))) })
 /// #     }
 /// #     fn revision(&self) -> Option<PolicyRevision> { Some(PolicyRevision::new("p", "1")) }

@@ -12,7 +12,7 @@ pub type Properties = Map<String, Value>;
 /// It serializes to and from the AuthZEN Authorization API 1.0 request exactly:
 ///
 /// ```
-/// use warden_core::AccessRequest;
+/// use warden_decision::AccessRequest;
 ///
 /// let json = serde_json::json!({
 ///     "subject": {"type": "user", "id": "alice@example.com", "properties": {"role": "nurse"}},

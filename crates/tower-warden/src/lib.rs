@@ -22,9 +22,9 @@
 //! | `full` | every integration; of the SQL drivers none (pick your database's) | no |
 //!
 //! The decision model ([`AccessRequest`], [`Decision`], [`Obligation`], the [`Pdp`] trait) is
-//! always there, re-exported from `warden-core`.
+//! always there, re-exported from `warden-decision`.
 
-pub use warden_core::*;
+pub use warden_decision::*;
 
 /// The HTTP and gRPC policy enforcement point (`warden-http`).
 #[cfg(feature = "http")]

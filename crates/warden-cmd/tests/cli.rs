@@ -80,7 +80,7 @@ fn eval_exits_0_on_permit_1_on_deny_with_the_decision_on_stdout() {
 
 #[test]
 fn eval_reads_a_request_file() {
-    let path = std::env::temp_dir().join(format!("warden-cli-request-{}.json", std::process::id()));
+    let path = std::env::temp_dir().join(format!("warden-cmd-request-{}.json", std::process::id()));
     std::fs::write(&path, nurse("c1")).unwrap();
     let output = warden()
         .args(["eval", "--policy", "policies/clinic", "--request"])

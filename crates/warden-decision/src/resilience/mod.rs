@@ -3,8 +3,8 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! use std::time::Duration;
-//! use warden_core::{BreakerConfig, CacheConfig, FallbackMode, Pdp, PdpExt};
-//! # use warden_core::{AccessRequest, Decision, PdpFuture};
+//! use warden_decision::{BreakerConfig, CacheConfig, FallbackMode, Pdp, PdpExt};
+//! # use warden_decision::{AccessRequest, Decision, PdpFuture};
 //! # struct Remote;
 //! # impl Pdp for Remote {
 //! #     fn decide<'a>(&'a self, _: &'a AccessRequest) -> PdpFuture<'a> {
