@@ -353,7 +353,7 @@ async fn deny_mode_never_forwards_without_a_valid_decision() {
         if s.status == StatusCode::OK {
             let decision = s.decision.as_ref().unwrap();
             assert_eq!(s.clinic, "c1", "the policy denies c2: {decision}");
-            assert_eq!(decision["allowed"], true);
+            assert_eq!(decision["decision"], true);
             assert!(decision.get("fallback").is_none(), "{decision}");
             // Only the real server names the policy and revision: a fault server's permit
             // never got through.

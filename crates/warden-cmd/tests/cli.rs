@@ -65,7 +65,7 @@ fn eval_exits_0_on_permit_1_on_deny_with_the_decision_on_stdout() {
         let permit = eval_stdin(&["--policy", policy], &nurse("c1"));
         assert_eq!(permit.status.code(), Some(0), "{policy}: {permit:?}");
         let body = decision(&permit);
-        assert_eq!(body["allowed"], true);
+        assert_eq!(body["decision"], true);
         assert_eq!(body["policy"]["id"], "clinic");
         assert!(!body["obligations"].as_array().unwrap().is_empty());
 
@@ -74,7 +74,7 @@ fn eval_exits_0_on_permit_1_on_deny_with_the_decision_on_stdout() {
             .output()
             .unwrap();
         assert_eq!(deny.status.code(), Some(1), "{policy}: {deny:?}");
-        assert_eq!(decision(&deny)["allowed"], false);
+        assert_eq!(decision(&deny)["decision"], false);
     }
 }
 

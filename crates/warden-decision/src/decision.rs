@@ -150,6 +150,11 @@ pub struct Diagnostic {
 
 /// A decision: permit or deny, always, with the obligations that come with it.
 ///
+/// Its JSON form (what `warden eval` prints, what decision logs hold) speaks AuthZEN's words:
+/// `decision` is the permit (`true`) or deny (`false`) that Rust calls [`allowed`](Self::allowed),
+/// and `decision_id` is the [`id`](Self::id) a denial quotes. A Rego policy says the same with
+/// `allow`, a Cedar policy with `permit` and `forbid`.
+///
 /// ```
 /// use warden_decision::{Decision, ErrorClass, PolicyRevision};
 ///
@@ -161,10 +166,11 @@ pub struct Diagnostic {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
-    /// The decision's identifier.
-    #[serde(default)]
+    /// The decision's identifier (`decision_id` in JSON).
+    #[serde(default, rename = "decision_id")]
     pub id: DecisionId,
-    /// Permit (`true`) or deny (`false`).
+    /// Permit (`true`) or deny (`false`) (`decision` in JSON).
+    #[serde(rename = "decision")]
     pub allowed: bool,
     /// Whether no policy applied to the request (a deny by default). First-applicable combining
     /// skips such decisions.
@@ -294,7 +300,9 @@ mod tests {
                 Obligation::from_json(json!({"type": "step_up", "acr_values": "urn:mfa"})).unwrap(),
             );
         let wire = serde_json::to_value(&d).unwrap();
-        assert_eq!(wire["allowed"], true);
+        assert_eq!(wire["decision"], true);
+        assert_eq!(wire["decision_id"], d.id.to_string());
+        assert!(wire.get("allowed").is_none() && wire.get("id").is_none());
         assert_eq!(wire["reasons"][0]["message"], "member of clinic c1");
         let back: Decision = serde_json::from_value(wire).unwrap();
         assert_eq!(back, d);

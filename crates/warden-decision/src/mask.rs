@@ -11,14 +11,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// malformed obligation makes the decision a deny. The HTTP PEP (JSON redaction) and the SQL PEP
 /// (column masks) apply the same strategies.
 ///
-/// In obligation JSON a strategy is written by name, optionally prefixed with `mask:`
-/// (`"last4"` and `"mask:last4"` are the same).
+/// In obligation JSON a strategy is written by its bare name, the same in `redact` (`"with":
+/// "last4"`) and in `mask_columns` (`"ssn": "last4"`). The name is the whole value: a prefixed
+/// spelling such as `mask:last4` is refused, with a message that gives the name to write.
 ///
 /// ```
 /// use warden_decision::MaskStrategy;
 ///
-/// let s: MaskStrategy = "mask:last4".parse().unwrap();
+/// let s: MaskStrategy = "last4".parse().unwrap();
 /// assert_eq!(s, MaskStrategy::Last4);
+/// let e = "mask:last4".parse::<MaskStrategy>().unwrap_err();
+/// assert_eq!(e.to_string(), "unknown mask strategy `mask:last4` (write `last4`)");
 /// assert!("rot13".parse::<MaskStrategy>().is_err());
 /// assert_eq!(MaskStrategy::Null.stricter(MaskStrategy::Remove), MaskStrategy::Remove);
 /// ```
@@ -104,17 +107,30 @@ impl fmt::Display for MaskStrategy {
 
 /// The error for a mask strategy name that is not in the closed set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown mask strategy `{0}`")]
+#[error("unknown mask strategy `{0}`{hint}", hint = spelling_hint(.0))]
 pub struct UnknownStrategy(pub String);
+
+/// For a name that differs from a strategy's only by a prefix or case, the name to write.
+fn spelling_hint(name: &str) -> String {
+    let bare = name
+        .rsplit(':')
+        .next()
+        .unwrap_or(name)
+        .trim()
+        .to_ascii_lowercase();
+    match MaskStrategy::ALL.into_iter().find(|s| s.name() == bare) {
+        Some(strategy) if strategy.name() != name => format!(" (write `{strategy}`)"),
+        _ => String::new(),
+    }
+}
 
 impl FromStr for MaskStrategy {
     type Err = UnknownStrategy;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let name = s.strip_prefix("mask:").unwrap_or(s);
         Self::ALL
             .into_iter()
-            .find(|strategy| strategy.name() == name)
+            .find(|strategy| strategy.name() == s)
             .ok_or_else(|| UnknownStrategy(s.to_owned()))
     }
 }
@@ -137,12 +153,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_every_name_with_and_without_prefix() {
+    fn parses_every_name_and_refuses_prefixed_spellings() {
         for strategy in MaskStrategy::ALL {
             assert_eq!(strategy.name().parse::<MaskStrategy>(), Ok(strategy));
-            assert_eq!(
-                format!("mask:{strategy}").parse::<MaskStrategy>(),
-                Ok(strategy)
+            let prefixed = format!("mask:{strategy}");
+            let error = prefixed.parse::<MaskStrategy>().unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .ends_with(&format!("(write `{strategy}`)")),
+                "{error}"
             );
         }
     }

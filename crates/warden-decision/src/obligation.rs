@@ -196,7 +196,7 @@ impl<'de> Deserialize<'de> for Obligation {
     }
 }
 
-/// `{"type": "redact", "paths": [...], "with": "mask:last4", "headers": [...]}`.
+/// `{"type": "redact", "paths": [...], "with": "last4", "headers": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redact {
@@ -325,8 +325,10 @@ mod tests {
     }
 
     #[test]
-    fn accepts_the_mask_prefix_and_defaults_redact_to_remove() {
-        let o = parse(json!({"type": "redact", "paths": ["$.a"], "with": "mask:last4"})).unwrap();
+    fn refuses_the_mask_prefix_and_defaults_redact_to_remove() {
+        let e = parse(json!({"type": "redact", "paths": ["$.a"], "with": "mask:last4"}));
+        assert!(e.unwrap_err().to_string().contains("write `last4`"));
+        let o = parse(json!({"type": "redact", "paths": ["$.a"], "with": "last4"})).unwrap();
         assert!(matches!(
             o,
             Obligation::Redact(Redact {
