@@ -11,12 +11,7 @@ use warden_decision::{AccessRequest, Pdp};
 use warden_remote::RemotePdp;
 use warden_server::PolicyDir;
 
-/// Exit status of a permit.
-pub(crate) const PERMIT: u8 = 0;
-/// Exit status of a deny.
-pub(crate) const DENY: u8 = 1;
-/// Exit status of an error (bad arguments, a policy that does not load, an unreachable PDP).
-pub(crate) const ERROR: u8 = 2;
+use crate::exit::Exit;
 
 /// The protocol of a remote PDP.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -29,7 +24,7 @@ pub(crate) enum Protocol {
 
 /// Evaluate one access request and print the decision as JSON.
 ///
-/// Exit status: 0 permit, 1 deny, 2 error.
+/// Exit status: 0 permit, 1 deny, 2 usage, 3 policy error, 4 PDP unavailable.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("pdp").required(true).args(["policy", "remote"])))]
 pub(crate) struct EvalArgs {
@@ -55,33 +50,37 @@ pub(crate) struct EvalArgs {
 
 pub(crate) async fn run(args: EvalArgs) -> ExitCode {
     match eval(args).await {
-        Ok(allowed) => ExitCode::from(if allowed { PERMIT } else { DENY }),
-        Err(message) => {
+        Ok(true) => Exit::Ok.into(),
+        Ok(false) => Exit::Deny.into(),
+        Err((exit, message)) => {
             eprintln!("warden eval: {message}");
-            ExitCode::from(ERROR)
+            exit.into()
         }
     }
 }
 
-async fn eval(args: EvalArgs) -> Result<bool, String> {
+async fn eval(args: EvalArgs) -> Result<bool, (Exit, String)> {
+    let usage = |message: String| (Exit::Usage, message);
     let text = match &args.request {
         Some(inline) => match inline.strip_prefix('@') {
             Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the request file {path}: {e}"))?,
+                .map_err(|e| usage(format!("cannot read the request file {path}: {e}")))?,
             None => inline.clone(),
         },
         None => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
-                .map_err(|e| format!("cannot read the request from stdin: {e}"))?;
+                .map_err(|e| usage(format!("cannot read the request from stdin: {e}")))?;
             text
         }
     };
     let request: AccessRequest = serde_json::from_str(&text)
-        .map_err(|e| format!("the request is not an AuthZEN access request: {e}"))?;
+        .map_err(|e| usage(format!("the request is not an AuthZEN access request: {e}")))?;
     let pdp: Arc<dyn Pdp> = match (&args.policy, &args.remote) {
-        (Some(dir), _) => PolicyDir::open(dir).map_err(|e| e.to_string())?.pdp(),
+        (Some(dir), _) => PolicyDir::open(dir)
+            .map_err(|e| (Exit::Config, e.to_string()))?
+            .pdp(),
         (None, Some(url)) => {
             let builder = match args.protocol {
                 Protocol::Authzen => RemotePdp::authzen(url),
@@ -91,14 +90,17 @@ async fn eval(args: EvalArgs) -> Result<bool, String> {
                 builder
                     .timeout(args.timeout)
                     .build()
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| usage(e.to_string()))?,
             )
         }
-        (None, None) => return Err("give --policy or --remote".into()),
+        (None, None) => return Err(usage("pass `--policy` or `--remote`".into())),
     };
-    let decision = pdp.decide(&request).await.map_err(|e| e.to_string())?;
+    let decision = pdp
+        .decide(&request)
+        .await
+        .map_err(|e| (Exit::of_pdp_error(&e), e.to_string()))?;
     let json = serde_json::to_string_pretty(&decision)
-        .map_err(|e| format!("cannot print the decision: {e}"))?;
+        .map_err(|e| (Exit::Config, format!("cannot print the decision: {e}")))?;
     println!("{json}");
     Ok(decision.allowed)
 }

@@ -1,7 +1,10 @@
 //! The `warden` command.
 //!
+//! Every subcommand exits with the same scheme: 0 permit or success, 1 deny or a failed check,
+//! 2 usage, 3 policy or configuration error, 4 PDP unavailable (see `exit.rs`).
+//!
 //! * `warden eval` evaluates one access request against a policy directory or a remote PDP and
-//!   prints the decision (exit 0 permit, 1 deny, 2 error).
+//!   prints the decision.
 //! * `warden serve` runs the Warden PDP server on a policy directory.
 //! * `warden sql rewrite` and `warden sql explain` show what the SQL PEP does to a statement.
 
@@ -10,12 +13,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod eval;
+mod exit;
 mod serve;
 mod sql;
 
 /// Runtime policy enforcement: evaluate requests, serve a PDP, rewrite SQL.
 #[derive(Debug, Parser)]
-#[command(name = "warden", version, about)]
+#[command(name = "warden", version, about, after_help = exit::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,17 +27,30 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Evaluate one access request and print the decision (exit 0 permit, 1 deny, 2 error).
+    /// Evaluate one access request and print the decision (exit 0 permit, 1 deny).
+    #[command(after_help = exit::HELP)]
     Eval(eval::EvalArgs),
     /// Serve a policy directory over AuthZEN 1.0 and the OPA Data API.
+    #[command(after_help = exit::HELP)]
     Serve(serve::ServeArgs),
     /// Check and rewrite SQL statements through the SQL PEP.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = exit::HELP)]
     Sql(sql::SqlCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `--help` and `--version` are successes; everything else clap refuses is usage.
+            let _ = error.print();
+            return if error.use_stderr() {
+                exit::Exit::Usage.into()
+            } else {
+                exit::Exit::Ok.into()
+            };
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,warden_server=info"));
     tracing_subscriber::fmt()
@@ -55,7 +72,7 @@ fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
         Ok(runtime) => runtime.block_on(future),
         Err(e) => {
             eprintln!("warden: cannot start the async runtime: {e}");
-            ExitCode::from(eval::ERROR)
+            exit::Exit::Config.into()
         }
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use warden_server::{DEFAULT_BODY_LIMIT, Server};
 
+use crate::exit::Exit;
+
 /// Serve a policy directory over AuthZEN 1.0 and the OPA Data API.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -49,7 +51,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("warden serve: cannot listen on {}: {e}", args.addr);
-            return ExitCode::from(2);
+            return Exit::Config.into();
         }
     };
     let addr = listener.local_addr().unwrap_or(args.addr);
@@ -67,7 +69,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("warden serve: {e}");
-            ExitCode::from(2)
+            Exit::Config.into()
         }
     }
 }
