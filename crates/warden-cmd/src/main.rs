@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod eval;
 mod exit;
+mod request;
 mod serve;
 mod sql;
 

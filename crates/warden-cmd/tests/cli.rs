@@ -98,13 +98,13 @@ fn eval_exits_by_the_scheme_on_errors_with_a_message() {
             &["--policy", "policies/clinic"],
             "{not json",
             2,
-            "not an AuthZEN access request",
+            "the request on standard input is not JSON",
         ),
         (
             &["--policy", "policies/clinic"],
             r#"{"subject": {"type": "user", "id": "a"}}"#,
             2,
-            "missing field",
+            "the request has no action: pass `--action`",
         ),
         (&["--policy", "no/such/dir"], &nurse("c1"), 3, "no/such/dir"),
         (&[], &nurse("c1"), 2, "--policy"),
@@ -219,4 +219,113 @@ fn serve_refuses_a_port_in_use() {
         .unwrap();
     assert_eq!(output.status.code(), Some(3), "a configuration error");
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
+}
+
+#[test]
+fn eval_builds_the_request_from_its_members_with_the_subject_rules_of_every_subcommand() {
+    let resource = json!({"type": "route", "id": "/clinics/{clinic_id}/patients/{patient_id}",
+                          "properties": {"params": {"clinic_id": "c1", "patient_id": "p1"}}})
+    .to_string();
+    let output = warden()
+        .args([
+            "eval",
+            "--policy",
+            "policies/clinic",
+            "--subject",
+            r#"{"id": "nina", "properties": {"role": "nurse", "clinics": ["c1"]}}"#,
+            "--action",
+            "GET",
+            "--resource",
+            &resource,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(decision(&output)["decision"], true);
+    // A member given on its own replaces the request's: the same nurse asking for clinic c2.
+    let output = warden()
+        .args([
+            "eval",
+            "--policy",
+            "policies/clinic",
+            "--request",
+            "@policies/clinic/requests/nurse-reads-patient.json",
+            "--resource",
+            &resource.replace("c1", "c2"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+}
+
+#[test]
+fn eval_prints_a_summary_with_format_pretty() {
+    for policy in ["policies/clinic", "policies/clinic-cedar"] {
+        let output = warden()
+            .args([
+                "eval",
+                "--policy",
+                policy,
+                "--format",
+                "pretty",
+                "--request",
+            ])
+            .arg("@policies/clinic/requests/nurse-reads-patient.json")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let mut lines = text.lines();
+        assert!(
+            lines.next().unwrap().starts_with("permit  decision_id "),
+            "{text}"
+        );
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("policy    clinic at revision 1.0.0+")
+        );
+        assert!(
+            text.contains(r#"obligation redact {"paths":["$..ssn"],"with":"last4"}"#),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_sample_requests_decide_as_their_readme_says_on_both_engines() {
+    let expected = [
+        ("nurse-reads-patient.json", 0),
+        ("nurse-other-clinic.json", 1),
+        ("doctor-full-record.json", 0),
+    ];
+    for policy in ["policies/clinic", "policies/clinic-cedar"] {
+        for (file, code) in expected {
+            let output = warden()
+                .args(["eval", "--policy", policy, "--request"])
+                .arg(format!("@policies/clinic/requests/{file}"))
+                .output()
+                .unwrap();
+            assert_eq!(
+                output.status.code(),
+                Some(code),
+                "{policy} {file}: {output:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_shows_the_exit_statuses_and_usage_errors_exit_2() {
+    for args in [&["--help"][..], &["eval", "--help"], &["serve", "--help"]] {
+        let output = warden().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("4  PDP unavailable"), "{args:?}: {text}");
+    }
+    let output = warden().args(["eval", "--no-such-flag"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = warden().arg("no-such-command").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
 }
