@@ -565,16 +565,7 @@ async fn mask_functions_match_the_masker(target: &Target) {
 // ---- databases ------------------------------------------------------------------------------
 
 fn required(var: &str, what: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("WARDEN_TEST_REQUIRE_DATABASES").as_deref() == Ok("1") {
-                panic!("{var} is not set and WARDEN_TEST_REQUIRE_DATABASES=1");
-            }
-            println!("skipping {what} corpus: {var} is not set");
-            None
-        }
-    }
+    warden_test::service_url(var, &format!("the {what} corpus"))
 }
 
 fn unique(prefix: &str) -> String {

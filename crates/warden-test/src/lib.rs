@@ -5,6 +5,8 @@
 //!   chosen per request by a closure, and records every request it was asked.
 //! * [`TestTokens`] signs JWTs with the test keys shipped in this crate (HS256, RS256, ES256),
 //!   so tests and examples can exercise the JWT verification of the HTTP PEP.
+//! * [`service_url`] reads the URL of a server a test needs, and tells a newcomer which tests
+//!   did not run without it.
 //!
 //! # Example
 //!
@@ -24,6 +26,10 @@
 //! assert_eq!(pdp.requests().len(), 1);
 //! # });
 //! ```
+
+mod services;
+
+pub use services::{REQUIRE, service_url};
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
