@@ -143,6 +143,9 @@ fn pretty(decision: &Decision) -> String {
             decision.policy.id, decision.policy.revision
         );
     }
+    if decision.not_applicable {
+        out.push_str("\nnote      no policy applied: a deny by default");
+    }
     for obligation in &decision.obligations {
         let mut members = obligation.to_json();
         if let Some(fields) = members.as_object_mut() {
