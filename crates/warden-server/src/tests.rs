@@ -357,7 +357,9 @@ impl TempPolicy {
         std::fs::create_dir_all(&dir).unwrap();
         for entry in std::fs::read_dir(clinic_dir()).unwrap() {
             let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
         }
         Self(dir)
     }
