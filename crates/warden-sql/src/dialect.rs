@@ -46,6 +46,12 @@ impl Dialect {
         }
     }
 
+    /// The functions the SQL PEP admits by default in this dialect (see
+    /// [`functions`](crate::functions)).
+    pub fn allowed_functions(self) -> impl Iterator<Item = &'static str> {
+        crate::functions::names(crate::functions::default_list(self))
+    }
+
     pub(crate) fn rules(self) -> &'static dyn DialectRules {
         match self {
             Self::Postgres => &Postgres,

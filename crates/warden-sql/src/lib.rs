@@ -70,7 +70,8 @@
 //! `EXPLAIN` and `EXPLAIN ANALYZE`, `CALL`, `LOAD`, transactions, `MERGE` where the database has
 //! none, …), `system_catalog` (`pg_catalog`, `information_schema`, `mysql`, `sqlite_master`, …,
 //! unless allowed), `not_permitted` (a deny, including every relation the policy does not
-//! name, views too), `denied_function` (the configurable deny-list, or outside an allow-list),
+//! name, views too), `denied_function` (a function not on the dialect's allow-list, see
+//! [`functions`]; a cast to a PostgreSQL `reg…` type),
 //! `whole_row` (`SELECT t FROM t`, `row_to_json(t)`, `f(t.*)`), `unsupported` (constructs of
 //! other dialects, multi-table `UPDATE`/`DELETE`, `REPLACE` or `ON DUPLICATE KEY UPDATE` on a
 //! filtered table, `SELECT … INTO`, a relation in a position the walk does not cover, …),
@@ -104,6 +105,7 @@ mod catalog;
 mod dialect;
 mod error;
 mod filter;
+pub mod functions;
 mod layer;
 mod mask;
 mod policy;
@@ -115,8 +117,8 @@ pub use dialect::{Dialect, UnknownDialect};
 pub use error::{DenyReason, SqlError};
 pub use layer::{SqlPolicyLayer, SqlPolicyService, SqlServiceError};
 pub use policy::{
-    Analysis, ConfigError, DEFAULT_CACHE_CAPACITY, DEFAULT_DENIED_FUNCTIONS, Rewrite, SqlPolicy,
-    SqlPolicyBuilder, TableAccess,
+    Analysis, ConfigError, DEFAULT_CACHE_CAPACITY, Rewrite, SqlPolicy, SqlPolicyBuilder,
+    TableAccess,
 };
 pub use request::{Enforcement, SqlRequest, SqlResponse, SqlValue};
 

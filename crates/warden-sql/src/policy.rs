@@ -22,70 +22,9 @@ use crate::catalog::Catalog;
 use crate::dialect::{Dialect, DialectRules};
 use crate::error::{DenyReason, SqlError};
 use crate::filter::{Truth, eval, resolve};
+use crate::functions::Functions;
 use crate::mask::Masks;
 use crate::request::{Enforcement, SqlRequest, SqlValue};
-
-/// Functions denied by default: file, network and process access, large objects, XML dumps of
-/// whole tables or queries, server administration and sleeps.
-pub const DEFAULT_DENIED_FUNCTIONS: &[&str] = &[
-    // PostgreSQL: files, large objects, server administration
-    "pg_read_file",
-    "pg_read_binary_file",
-    "pg_ls_*",
-    "pg_stat_file",
-    "pg_file_*",
-    "pg_logdir_ls",
-    "lo_*",
-    "dblink*",
-    "query_to_xml*",
-    "table_to_xml*",
-    "cursor_to_xml*",
-    "schema_to_xml*",
-    "database_to_xml*",
-    "query_to_json*",
-    "ts_stat",
-    "pg_sleep*",
-    "pg_terminate_backend",
-    "pg_cancel_backend",
-    "pg_reload_conf",
-    "pg_rotate_logfile",
-    "pg_promote",
-    "pg_switch_wal",
-    "pg_create_*",
-    "pg_drop_*",
-    "pg_replication_*",
-    "pg_advisory_*",
-    "pg_notify",
-    "set_config",
-    "current_setting",
-    "pg_import_system_collations",
-    "copy_*",
-    // MySQL / MariaDB
-    "load_file",
-    "sys_exec",
-    "sys_eval",
-    "sleep",
-    "benchmark",
-    "get_lock",
-    "release_lock",
-    "master_pos_wait",
-    "source_pos_wait",
-    // SQLite
-    "load_extension",
-    "readfile",
-    "writefile",
-    "edit",
-    "fts3_tokenizer",
-    "pragma_*",
-    // other databases
-    "xp_*",
-    "sp_*",
-    "openrowset",
-    "opendatasource",
-    "openquery",
-    "utl_*",
-    "dbms_*",
-];
 
 /// The most statements each cache keeps, by default.
 pub const DEFAULT_CACHE_CAPACITY: u64 = 4096;
@@ -121,25 +60,26 @@ pub struct SqlPolicyBuilder {
     default_schema: Option<String>,
     catalog: Catalog,
     allow_system: bool,
-    denied: Vec<String>,
+    functions: Functions,
     hash_key: Option<Vec<u8>>,
     replacement: String,
     recursion_limit: usize,
     cache_capacity: u64,
-    allowed: Option<Vec<String>>,
     fence: Option<bool>,
 }
 
 impl SqlPolicyBuilder {
-    /// Allows only these functions (`name` or `prefix*`, case-insensitive), on top of the
-    /// deny-list: for databases with user-defined functions that read tables themselves.
-    /// Off by default.
+    /// Replaces the function allow-list (the dialect's default list, see
+    /// [`Dialect::allowed_functions`]) with these names (`name`, `schema.name` or `prefix*`,
+    /// case-insensitive).
     pub fn function_allow_list<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.allowed = Some(names.into_iter().map(|n| n.into().to_lowercase()).collect());
+        self.functions.clear();
+        self.functions
+            .allow(names.into_iter().map(Into::into).collect::<Vec<String>>());
         self
     }
 
@@ -174,35 +114,28 @@ impl SqlPolicyBuilder {
         self
     }
 
-    /// Adds functions to the deny-list (`name` or a `prefix*` pattern, case-insensitive).
+    /// Refuses these functions (`name`, `schema.name` or `prefix*`, case-insensitive) even
+    /// when the allow-list has them.
     pub fn deny_functions<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.denied
-            .extend(names.into_iter().map(|n| n.into().to_lowercase()));
+        self.functions
+            .deny(names.into_iter().map(Into::into).collect::<Vec<String>>());
         self
     }
 
-    /// Removes entries from the deny-list (exactly as they are listed).
+    /// Adds functions to the allow-list (`name`, `schema.name` or `prefix*`,
+    /// case-insensitive): a database's own pure functions, say. An unqualified entry admits
+    /// unqualified calls only; a function of a schema is listed with its schema.
     pub fn allow_functions<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let allowed: Vec<String> = names.into_iter().map(|n| n.into().to_lowercase()).collect();
-        self.denied.retain(|d| !allowed.contains(d));
-        self
-    }
-
-    /// Replaces the deny-list (default [`DEFAULT_DENIED_FUNCTIONS`]).
-    pub fn function_deny_list<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.denied = names.into_iter().map(|n| n.into().to_lowercase()).collect();
+        self.functions
+            .allow(names.into_iter().map(Into::into).collect::<Vec<String>>());
         self
     }
 
@@ -276,13 +209,12 @@ impl SqlPolicyBuilder {
                 default_schema,
                 catalog: ArcSwap::from_pointee(self.catalog),
                 allow_system: self.allow_system,
-                denied: self.denied,
+                functions: self.functions,
                 masks,
                 fence,
                 nonce: format!("warden_{}", uuid::Uuid::now_v7().simple()),
                 plain_template,
                 rows_template,
-                allowed: self.allowed,
                 recursion_limit: self.recursion_limit,
                 analyses: (self.cache_capacity > 0)
                     .then(|| moka::sync::Cache::new(self.cache_capacity)),
@@ -324,13 +256,12 @@ struct Inner {
     default_schema: String,
     catalog: ArcSwap<Catalog>,
     allow_system: bool,
-    denied: Vec<String>,
+    functions: Functions,
     masks: Masks,
     fence: bool,
     nonce: String,
     plain_template: Query,
     rows_template: Query,
-    allowed: Option<Vec<String>>,
     recursion_limit: usize,
     analyses: Option<Analyses>,
     rewrites: Option<Rewrites>,
@@ -343,7 +274,7 @@ impl fmt::Debug for SqlPolicy {
             .field("default_schema", &self.inner.default_schema)
             .field("catalog", &self.inner.catalog.load().len())
             .field("allow_system_catalogs", &self.inner.allow_system)
-            .field("denied_functions", &self.inner.denied.len())
+            .field("allowed_functions", &self.inner.functions.len())
             .finish()
     }
 }
@@ -495,15 +426,11 @@ impl SqlPolicy {
             default_schema: None,
             catalog: Catalog::new(),
             allow_system: false,
-            denied: DEFAULT_DENIED_FUNCTIONS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            functions: Functions::defaults(dialect),
             hash_key: None,
             replacement: "[REDACTED]".into(),
             recursion_limit: 50,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
-            allowed: None,
             fence: None,
         }
     }
@@ -566,8 +493,7 @@ impl SqlPolicy {
         let rules = self.inner.rules;
         let mut statement = parse_one(rules, sql, self.inner.recursion_limit)?;
         let mut flat = Flat {
-            denied: &self.inner.denied,
-            allowed: self.inner.allowed.as_deref(),
+            functions: &self.inner.functions,
             rules,
             relations: 0,
             placeholders: Vec::new(),
@@ -1021,11 +947,10 @@ fn number_placeholders(mut found: Vec<(u64, u64, String)>) -> HashMap<(u64, u64)
     out
 }
 
-/// The flat pass over the whole statement: the function deny-list, the relation count the
+/// The flat pass over the whole statement: the function allow-list, the relation count the
 /// walk must match, and the placeholders.
 struct Flat<'a> {
-    denied: &'a [String],
-    allowed: Option<&'a [String]>,
+    functions: &'a Functions,
     rules: &'static dyn DialectRules,
     relations: usize,
     placeholders: Vec<(u64, u64, String)>,
@@ -1036,28 +961,23 @@ impl Flat<'_> {
         let parts: Vec<String> = name
             .0
             .iter()
-            .filter_map(|p| p.as_ident())
-            .map(|i| self.rules.fold(i).to_lowercase())
+            .map(|p| match p.as_ident() {
+                Some(i) => self.rules.fold(i).to_lowercase(),
+                None => p.to_string(),
+            })
             .collect();
-        let full = parts.join(".");
-        let last = parts.last().cloned().unwrap_or_default();
-        let matches = |pattern: &str, name: &str| match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == pattern,
-        };
-        if self
-            .denied
-            .iter()
-            .any(|d| matches(d, &last) || matches(d, &full))
-        {
-            return ControlFlow::Break(DenyReason::DeniedFunction(full));
+        if self.functions.admits(&parts) {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(DenyReason::DeniedFunction(parts.join(".")))
         }
-        if let Some(allowed) = self.allowed
-            && !allowed
-                .iter()
-                .any(|a| matches(a, &last) || matches(a, &full))
-        {
-            return ControlFlow::Break(DenyReason::DeniedFunction(full));
+    }
+
+    /// Casts to PostgreSQL's `reg…` types look names up in the catalogs.
+    fn check_type(&self, data_type: &sqlparser::ast::DataType) -> ControlFlow<DenyReason> {
+        let name = data_type.to_string().to_lowercase();
+        if self.rules.dialect() == Dialect::Postgres && name.trim_matches('"').starts_with("reg") {
+            return ControlFlow::Break(DenyReason::DeniedFunction(format!("cast to {name}")));
         }
         ControlFlow::Continue(())
     }
@@ -1084,10 +1004,12 @@ impl Visitor for Flat<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<DenyReason> {
-        if let Expr::Function(f) = expr {
-            return self.check(&f.name);
+        match expr {
+            Expr::Function(f) => self.check(&f.name),
+            Expr::Cast { data_type, .. } => self.check_type(data_type),
+            Expr::TypedString(t) => self.check_type(&t.data_type),
+            _ => ControlFlow::Continue(()),
         }
-        ControlFlow::Continue(())
     }
 
     fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<DenyReason> {
