@@ -14,6 +14,7 @@
 //! | `policy` | `{"id": ..., "revision": ...}` of the policy that decided |
 //! | `not_applicable` | `true` when no policy applied |
 //! | `diagnostics` | `[{"error": "policy_error", "message": ...}]` when the policy failed |
+//! | `decided_at` | when the PDP made the decision (RFC 3339, UTC) |
 //!
 //! ```
 //! use warden_decision::authzen::EvaluationResponse;
@@ -109,6 +110,12 @@ impl EvaluationResponse {
         if !decision.diagnostics.is_empty() {
             put("diagnostics", serde_json::to_value(&decision.diagnostics));
         }
+        if let Some(at) = decision.decided_at {
+            put(
+                "decided_at",
+                Ok(Value::String(crate::resilience::age::format_rfc3339(at))),
+            );
+        }
         Self {
             decision: decision.allowed,
             context,
@@ -171,6 +178,15 @@ impl EvaluationResponse {
         if let Some(value) = self.context.remove("diagnostics") {
             decision.diagnostics =
                 member::<Vec<Diagnostic>>(value, "diagnostics").map_err(PdpError::unavailable)?;
+        }
+        if let Some(value) = self.context.remove("decided_at") {
+            let at = match &value {
+                Value::String(text) => crate::resilience::age::parse_rfc3339(text),
+                _ => None,
+            };
+            decision.decided_at = Some(at.ok_or_else(|| {
+                PdpError::unavailable("malformed `decided_at` in the answer: not an RFC 3339 time")
+            })?);
         }
         if let Some(Value::Bool(true)) = self.context.get("not_applicable") {
             decision.not_applicable = true;

@@ -1,6 +1,7 @@
 //! The decision a PDP returns: total, permit or deny, with everything a PEP needs to enforce it.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -200,6 +201,14 @@ pub struct Decision {
     /// Set when a decision cache served the decision without asking the PDP.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_hit: bool,
+    /// When the PDP made the decision (RFC 3339 in JSON, `context.decided_at` on the AuthZEN
+    /// wire). Cache hits and fallbacks keep it: every age bound is measured from it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::resilience::age::serde_opt"
+    )]
+    pub decided_at: Option<SystemTime>,
 }
 
 impl Decision {
@@ -216,6 +225,7 @@ impl Decision {
             fallback: None,
             served_by: None,
             cache_hit: false,
+            decided_at: None,
         }
     }
 
@@ -268,6 +278,27 @@ impl Decision {
             message: message.into(),
         });
         self
+    }
+
+    /// Sets when the decision was made (kept to whole milliseconds, the wire's precision).
+    #[must_use]
+    pub fn made_at(mut self, at: SystemTime) -> Self {
+        self.decided_at = Some(crate::resilience::age::to_millis(at));
+        self
+    }
+
+    /// Stamps the decision with the present time if it does not say when it was made yet.
+    pub fn stamp_if_unset(&mut self) {
+        if self.decided_at.is_none() {
+            self.decided_at = Some(crate::resilience::age::now_millis());
+        }
+    }
+
+    /// How old the decision is at `now`: `None` when it does not say when it was made, zero
+    /// when it claims a time after `now`.
+    pub fn age(&self, now: SystemTime) -> Option<Duration> {
+        self.decided_at
+            .map(|at| now.duration_since(at).unwrap_or_default())
     }
 
     /// The class of the first error recorded in the diagnostics, if any.

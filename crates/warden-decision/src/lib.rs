@@ -67,6 +67,7 @@ pub use predicate::{Literal, MAX_PREDICATE_DEPTH, Operand, Predicate};
 pub use request::{AccessRequest, Action, Properties, Resource, Subject};
 pub use resilience::{
     BreakerConfig, BreakerState, CacheConfig, CacheStats, Canary, CircuitBreaker, DecisionCache,
-    Fallback, FallbackMode, FallbackUse, PdpExt, Shadow, ShadowStats, Timeout,
+    Fallback, FallbackMode, FallbackUse, MIN_REVISION_CONTEXT, MIN_REVISION_HEADER, Observed,
+    PdpExt, RevisionHistory, Shadow, ShadowStats, Timeout, min_revision,
 };
 pub use trace::TraceContext;

@@ -1,15 +1,17 @@
 //! A decision cache tied to the policy revision.
 
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::decision::{Decision, DecisionId, PolicyRevision};
 use crate::pdp::{Pdp, PdpError, PdpFuture};
 use crate::request::AccessRequest;
 
 use super::canonical::cache_key;
+use super::revision::{MIN_REVISION_CONTEXT, RevisionHistory, min_revision};
 
 /// How a [`DecisionCache`] is bounded and what it keeps.
 #[derive(Debug, Clone)]
@@ -19,8 +21,12 @@ pub struct CacheConfig {
     pub max_entries: u64,
     /// The most bytes of keys and decisions kept (default 32 MiB).
     pub max_bytes: u64,
-    /// How long a decision may be served from the cache (default 30 s).
+    /// How long after it was made (its [`decided_at`](Decision::decided_at)) a decision may
+    /// be served from the cache (default 30 s).
     pub ttl: Duration,
+    /// Each entry lives up to this share (0–1) less than `ttl`, chosen per entry, so entries
+    /// made together do not all expire together (default 0.1). Never more than `ttl`.
+    pub ttl_jitter: f64,
     /// Context attributes left out of the key because they change with every request (default
     /// `time` and `request_id`). A policy that decides on one of them must not be cached, or
     /// only with a TTL it can live with.
@@ -35,6 +41,7 @@ impl Default for CacheConfig {
             max_entries: 10_000,
             max_bytes: 32 * 1024 * 1024,
             ttl: Duration::from_secs(30),
+            ttl_jitter: 0.1,
             ignore_context: vec!["time".into(), "request_id".into()],
             never_cache: Vec::new(),
         }
@@ -60,6 +67,17 @@ impl CacheConfig {
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// Sets the TTL jitter: entries live between `(1 - share) * ttl` and `ttl`.
+    #[must_use]
+    pub fn ttl_jitter(mut self, share: f64) -> Self {
+        self.ttl_jitter = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self
     }
 
@@ -98,7 +116,14 @@ enum Miss {
 ///
 /// * Entries are dropped as soon as the inner PDP reports another revision, and a decision made
 ///   under one revision is never served under another.
-/// * Errors are never cached. An inner PDP that reports no revision is not cached at all.
+/// * A decision is served for at most `ttl` after it was *made* (its
+///   [`decided_at`](Decision::decided_at)), however often it is hit; entries expire with jitter.
+/// * Errors, fallback decisions and decisions with errors are never cached. An inner PDP that
+///   reports no revision is not cached at all.
+/// * A request with a consistency token (`context.min_revision`, see
+///   [`RevisionHistory`]) is served from the cache only when the cached revision meets it;
+///   otherwise the inner PDP decides, and an answer of an older revision is refused as
+///   unavailable (`revision_unavailable`).
 /// * Concurrent identical requests are decided once; every caller gets its own decision id.
 /// * Bounded by entries and bytes, with a time to live.
 ///
@@ -123,7 +148,7 @@ pub struct DecisionCache<P> {
     inner: P,
     config: CacheConfig,
     pub(super) cache: moka::future::Cache<String, Arc<Decision>>,
-    revision: Mutex<Option<PolicyRevision>>,
+    history: Mutex<RevisionHistory>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -160,13 +185,24 @@ impl<P> DecisionCache<P> {
 
 impl<P: Pdp> DecisionCache<P> {
     /// Caches the decisions of `inner`.
-    pub fn new(inner: P, config: CacheConfig) -> Self {
+    pub fn new(inner: P, mut config: CacheConfig) -> Self {
+        if !config
+            .ignore_context
+            .iter()
+            .any(|k| k == MIN_REVISION_CONTEXT)
+        {
+            config.ignore_context.push(MIN_REVISION_CONTEXT.to_owned());
+        }
         // One weight serves both bounds: an entry weighs its bytes, but at least the share of
         // the byte budget that one of `max_entries` entries may have.
         let floor = (config.max_bytes / config.max_entries.max(1)).max(1);
         let cache = moka::future::Cache::builder()
             .max_capacity(config.max_bytes)
-            .time_to_live(config.ttl)
+            .expire_after(AgeExpiry {
+                ttl: config.ttl,
+                jitter: config.ttl_jitter,
+                seed: RandomState::new(),
+            })
             .weigher(move |key: &String, decision: &Arc<Decision>| {
                 let bytes = key.len() as u64 + estimated_size(decision);
                 u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
@@ -176,7 +212,7 @@ impl<P: Pdp> DecisionCache<P> {
             inner,
             config,
             cache,
-            revision: Mutex::new(None),
+            history: Mutex::new(RevisionHistory::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -184,18 +220,20 @@ impl<P: Pdp> DecisionCache<P> {
 
     /// Notes the inner PDP's revision; a new one empties the cache.
     fn observe(&self, revision: &PolicyRevision) {
-        if let Ok(mut current) = self.revision.lock()
-            && current.as_ref() != Some(revision)
+        if let Ok(mut history) = self.history.lock()
+            && history.advance(revision)
         {
-            if current.is_some() {
-                self.cache.invalidate_all();
-            }
-            *current = Some(revision.clone());
+            self.cache.invalidate_all();
         }
+    }
+
+    fn meets(&self, have: &str, min: &str) -> bool {
+        self.history.lock().is_ok_and(|h| h.meets(have, min))
     }
 
     fn cacheable(&self, decision: &Decision, revision: &PolicyRevision) -> bool {
         decision.policy == *revision
+            && decision.fallback.is_none()
             && decision.error_class().is_none()
             && !decision
                 .obligations
@@ -209,12 +247,24 @@ impl<P: Pdp> DecisionCache<P> {
             return self.inner.decide(request).await;
         };
         self.observe(&revision);
+        if let Some(min) = min_revision(request)
+            && !self.meets(&revision.revision, min)
+        {
+            return self.decide_at_least(request, min).await;
+        }
         let key = cache_key(request, &self.config.ignore_context, &revision);
         if let Some(hit) = self.cache.get(&key).await {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            let mut decision = fresh(&hit);
-            decision.cache_hit = true;
-            return Ok(decision);
+            // Moka's timers are coarse: the bound is checked again on every hit.
+            if hit
+                .age(SystemTime::now())
+                .is_some_and(|age| age < self.config.ttl)
+            {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                let mut decision = fresh(&hit);
+                decision.cache_hit = true;
+                return Ok(decision);
+            }
+            self.cache.invalidate(&key).await;
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let outcome = self
@@ -222,7 +272,10 @@ impl<P: Pdp> DecisionCache<P> {
             .try_get_with(key, async {
                 match self.inner.decide(request).await {
                     Err(error) => Err(Miss::Error(error)),
-                    Ok(d) if self.cacheable(&d, &revision) => Ok(Arc::new(d)),
+                    Ok(mut d) if self.cacheable(&d, &revision) => {
+                        d.stamp_if_unset();
+                        Ok(Arc::new(d))
+                    }
                     Ok(d) => Err(Miss::Uncacheable(d)),
                 }
             })
@@ -234,6 +287,52 @@ impl<P: Pdp> DecisionCache<P> {
                 Miss::Uncacheable(decision) => Ok(fresh(decision)),
             },
         }
+    }
+}
+
+impl<P: Pdp> DecisionCache<P> {
+    /// A request whose token the cached revision does not meet: the inner PDP decides, and its
+    /// answer must meet the token.
+    async fn decide_at_least(
+        &self,
+        request: &AccessRequest,
+        min: &str,
+    ) -> Result<Decision, PdpError> {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let mut decision = self.inner.decide(request).await?;
+        if let Some(revision) = self.inner.revision() {
+            self.observe(&revision);
+        }
+        if !self.meets(&decision.policy.revision, min) {
+            return Err(PdpError::unavailable(format!(
+                "revision_unavailable: the decision was made under revision `{}`, not at least `{min}`",
+                decision.policy.revision
+            )));
+        }
+        decision.stamp_if_unset();
+        Ok(decision)
+    }
+}
+
+/// Entries live `ttl` from when their decision was made, less a per-entry share of the jitter.
+struct AgeExpiry {
+    ttl: Duration,
+    jitter: f64,
+    seed: RandomState,
+}
+
+impl moka::Expiry<String, Arc<Decision>> for AgeExpiry {
+    fn expire_after_create(
+        &self,
+        key: &String,
+        decision: &Arc<Decision>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let age = decision.age(SystemTime::now()).unwrap_or_default();
+        let remaining = self.ttl.saturating_sub(age);
+        // A share in [0, 1) from the key's hash under a per-cache random seed.
+        let share = (self.seed.hash_one(key) >> 11) as f64 / (1_u64 << 53) as f64;
+        Some(remaining.mul_f64((1.0 - self.jitter * share).clamp(0.0, 1.0)))
     }
 }
 

@@ -1,9 +1,9 @@
 //! What to answer when no decision can be had.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,7 @@ use crate::pdp::{Pdp, PdpError, PdpFuture};
 use crate::request::AccessRequest;
 
 use super::canonical::cache_key;
+use super::revision::{RevisionHistory, min_revision};
 
 /// How a decision was served when the PDP could not decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,10 +43,13 @@ pub enum FallbackMode {
     /// Fail closed: the error goes on, and the PEP refuses the request (the default).
     #[default]
     Deny,
-    /// The last decision for the same request, if younger than the bound, marked
-    /// [`FallbackUse::Stale`]; else the error goes on.
+    /// The last decision the PDP made for the same request, if made less than `max_age` ago
+    /// (measured from its [`decided_at`](Decision::decided_at), not from when it was last
+    /// served) and under the revision the PDP reports now, marked [`FallbackUse::Stale`]; else
+    /// the error goes on. Only fresh answers of the PDP are remembered, never cache hits or
+    /// fallbacks.
     Stale {
-        /// The oldest decision that may be served.
+        /// The oldest decision that may be served, by the time it was made.
         max_age: Duration,
     },
     /// A permit, marked [`FallbackUse::FailOpen`], for the requests the predicate selects (say,
@@ -75,6 +79,7 @@ pub struct Fallback<P> {
     inner: P,
     mode: FallbackMode,
     last: Option<moka::sync::Cache<String, Arc<Decision>>>,
+    history: Mutex<RevisionHistory>,
     used: AtomicU64,
 }
 
@@ -113,6 +118,7 @@ impl<P: Pdp> Fallback<P> {
             inner,
             mode,
             last,
+            history: Mutex::new(RevisionHistory::default()),
             used: AtomicU64::new(0),
         }
     }
@@ -121,17 +127,24 @@ impl<P: Pdp> Fallback<P> {
         let none = PolicyRevision::default();
         cache_key(
             request,
-            &["time".to_owned(), "request_id".to_owned()],
+            &[
+                "time".to_owned(),
+                "request_id".to_owned(),
+                super::revision::MIN_REVISION_CONTEXT.to_owned(),
+            ],
             revision.unwrap_or(&none),
         )
     }
 
     async fn decide_or_fall_back(&self, request: &AccessRequest) -> Result<Decision, PdpError> {
         let error = match self.inner.decide(request).await {
-            Ok(decision) => {
+            Ok(mut decision) => {
                 if let Some(last) = &self.last
                     && decision.error_class().is_none()
+                    && !decision.cache_hit
+                    && decision.fallback.is_none()
                 {
+                    decision.stamp_if_unset();
                     // Stale decisions are keyed without the revision: when the PDP is down, the
                     // revision it would report is unknown.
                     last.insert(Self::key(request, None), Arc::new(decision.clone()));
@@ -143,7 +156,7 @@ impl<P: Pdp> Fallback<P> {
         };
         match &self.mode {
             FallbackMode::Deny => Err(error),
-            FallbackMode::Stale { .. } => {
+            FallbackMode::Stale { max_age } => {
                 let Some(stale) = self
                     .last
                     .as_ref()
@@ -151,11 +164,18 @@ impl<P: Pdp> Fallback<P> {
                 else {
                     return Err(error);
                 };
+                let Some(age) = stale.age(SystemTime::now()).filter(|age| age < max_age) else {
+                    return Err(error);
+                };
+                if !self.current_enough(&stale, request) {
+                    return Err(error);
+                }
                 self.used.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     target: "warden::fallback",
                     fallback = "stale",
                     %error,
+                    age_ms = age.as_millis() as u64,
                     subject = %request.subject.id,
                     resource = %request.resource.id,
                     "PDP unavailable: serving the last decision"
@@ -185,6 +205,23 @@ impl<P: Pdp> Fallback<P> {
                 Ok(decision)
             }
         }
+    }
+}
+
+impl<P: Pdp> Fallback<P> {
+    /// Whether a remembered decision is of the revision in force (as the PDP last reported it)
+    /// and meets the request's consistency token, if any.
+    fn current_enough(&self, stale: &Decision, request: &AccessRequest) -> bool {
+        let Ok(mut history) = self.history.lock() else {
+            return false;
+        };
+        if let Some(current) = self.inner.revision() {
+            history.advance(&current);
+            if stale.policy != current {
+                return false;
+            }
+        }
+        min_revision(request).is_none_or(|min| history.meets(&stale.policy.revision, min))
     }
 }
 

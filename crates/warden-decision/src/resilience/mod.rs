@@ -22,13 +22,17 @@
 //! # });
 //! ```
 
+pub(crate) mod age;
 mod breaker;
 mod cache;
 mod canonical;
 mod fallback;
+mod revision;
 mod rollout;
 mod timeout;
 
+#[cfg(test)]
+mod age_tests;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +41,9 @@ use std::time::Duration;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use cache::{CacheConfig, CacheStats, DecisionCache};
 pub use fallback::{Fallback, FallbackMode, FallbackUse};
+pub use revision::{
+    MIN_REVISION_CONTEXT, MIN_REVISION_HEADER, Observed, RevisionHistory, min_revision,
+};
 pub use rollout::{Canary, Shadow, ShadowStats};
 pub use timeout::Timeout;
 

@@ -12,23 +12,23 @@ use crate::{
 
 /// A PDP whose behaviour and revision a test switches, and that counts its calls.
 #[derive(Default)]
-struct Switch {
+pub(super) struct Switch {
     calls: AtomicUsize,
-    revision: Mutex<String>,
-    down: AtomicBool,
-    broken: AtomicBool,
-    delay_ms: AtomicU32,
+    pub(super) revision: Mutex<String>,
+    pub(super) down: AtomicBool,
+    pub(super) broken: AtomicBool,
+    pub(super) delay_ms: AtomicU32,
     step_up: AtomicBool,
 }
 
 impl Switch {
-    fn new() -> Arc<Self> {
+    pub(super) fn new() -> Arc<Self> {
         let s = Self::default();
         *s.revision.lock().unwrap() = "1".into();
         Arc::new(s)
     }
 
-    fn calls(&self) -> usize {
+    pub(super) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 }
@@ -74,7 +74,7 @@ impl Pdp for Switch {
     }
 }
 
-fn request(subject: &str) -> AccessRequest {
+pub(super) fn request(subject: &str) -> AccessRequest {
     AccessRequest::new(
         Subject::user(subject),
         Action::new("GET"),
