@@ -186,7 +186,9 @@ mod harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let patients = Patients::default();
+        // ANCHOR: server
         let router = Server::builder().layer(layer).add_service(patients.clone());
+        // ANCHOR_END: server
         let server = tokio::spawn(async move {
             router
                 .serve_with_incoming(TcpIncoming::from(listener))
@@ -489,4 +491,23 @@ async fn a_step_up_obligation_demands_the_acr_and_a_recent_authentication() {
     let reply = call(fixture.addr, GET, Some(&fresh_mfa)).await.unwrap();
     assert_eq!(reply.into_inner().id, "p-42");
     assert_eq!(fixture.patients.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_redact_obligation_withholds_a_protobuf_reply_it_cannot_read() {
+    // Redaction rewrites JSON. A gRPC reply is protobuf: the PEP cannot see which bytes are the
+    // SSN, so a permit that demands a redaction lets the handler run and sends none of its reply.
+    let redact = Obligation::from_json(json!({"type": "redact", "paths": ["$..name"]})).unwrap();
+    let pdp = StaticPdp::new(Decision::permit().with_obligation(redact));
+    let fixture = serve(PolicyLayer::new(pdp).jwt(verifier())).await;
+    let doctor = token("alice", json!({"role": "doctor"}));
+
+    let status = refused(call(fixture.addr, GET, Some(&doctor)).await, Code::Internal);
+
+    assert_eq!(fixture.patients.calls(), 1, "the handler ran");
+    assert!(
+        !format!("{status:?}").contains("Ada Lovelace"),
+        "nothing of the reply leaves: {status:?}"
+    );
+    assert!(status.message().contains("withheld"), "{status:?}");
 }

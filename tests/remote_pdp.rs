@@ -279,6 +279,9 @@ async fn every_failure_is_an_error_never_a_permit() {
                 "{fault:?} took too long"
             );
             match (fault, &outcome) {
+                // A 404 is a wrong URL or path: a configuration error, not an outage.
+                (Fault::NotFound, Err(PdpError::Policy { .. })) => {}
+                (Fault::NotFound, _) => panic!("a 404 gave {outcome:?}, not a policy error"),
                 (Fault::Slow, Err(PdpError::Timeout { .. }))
                 | (Fault::BadObligation, Err(PdpError::Policy { .. }))
                 | (_, Err(PdpError::Unavailable { .. })) => {}

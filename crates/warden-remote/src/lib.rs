@@ -68,6 +68,7 @@ mod wire;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use http::StatusCode;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use warden_decision::{
     AccessRequest, BatchFuture, Decision, Pdp, PdpError, PdpFuture, PolicyRevision, TraceContext,
@@ -380,9 +381,17 @@ impl RemotePdp {
                     "the PDP answered HTTP {status}"
                 )));
             }
-            if !status.is_success() {
+            if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS {
                 return Err(PdpError::unavailable(format!(
-                    "the PDP refused the request with HTTP {status}: {}",
+                    "the PDP answered HTTP {status}"
+                )));
+            }
+            if !status.is_success() {
+                // A 4xx is this client's configuration (a wrong path, a missing credential, a
+                // request the PDP does not take), not an outage: retrying or opening the
+                // breaker would not mend it, and a fallback must not hide it.
+                return Err(PdpError::policy(format!(
+                    "the PDP refused the request with HTTP {status} (check the PDP's URL, path and credentials): {}",
                     excerpt(&body)
                 )));
             }
