@@ -194,6 +194,8 @@ pub(crate) enum SchemaText {
 /// Policies, schemas and entities read from somewhere, with their content hash.
 pub(crate) struct Bundle {
     pub(crate) manifest: Option<Manifest>,
+    /// The manifest as every engine reads it (status, regulations, exceptions).
+    pub(crate) package: Option<warden_decision::PackageManifest>,
     name: String,
     policies: Vec<(String, String)>,
     schemas: Vec<(String, SchemaText)>,
@@ -239,6 +241,7 @@ impl Bundle {
         }
         Ok(Self {
             manifest: None,
+            package: None,
             name: "inline".into(),
             policies: policies.to_vec(),
             schemas,
@@ -253,6 +256,7 @@ impl Bundle {
         files.sort();
         let mut bundle = Self {
             manifest: None,
+            package: None,
             name: dir
                 .canonicalize()
                 .ok()
@@ -299,7 +303,13 @@ impl Bundle {
                             path: path.clone(),
                             message: e.message().to_owned(),
                         })?;
+                    let package: warden_decision::PackageManifest =
+                        toml::from_str(&text).map_err(|e| LoadError::Manifest {
+                            path: path.clone(),
+                            message: e.message().to_owned(),
+                        })?;
                     bundle.manifest = Some(manifest);
+                    bundle.package = Some(package);
                 }
                 FileKind::SchemaJson => bundle.schemas.push((display, SchemaText::Json(text))),
                 FileKind::SchemaCedar => bundle.schemas.push((display, SchemaText::Cedar(text))),
@@ -311,6 +321,23 @@ impl Bundle {
             return Err(LoadError::NoPolicies(dir.display().to_string()));
         }
         Ok(bundle)
+    }
+
+    /// What the manifest does to decisions: status, exceptions, regulations (nothing without
+    /// a manifest).
+    pub(crate) fn gate(
+        &self,
+        dir: Option<&Path>,
+    ) -> Result<warden_decision::PackageGate, LoadError> {
+        match &self.package {
+            Some(package) => {
+                warden_decision::PackageGate::new(package).map_err(|message| LoadError::Manifest {
+                    path: dir.map(|d| d.join("warden.toml")).unwrap_or_default(),
+                    message,
+                })
+            }
+            None => Ok(warden_decision::PackageGate::default()),
+        }
     }
 
     pub(crate) fn default_id(&self) -> &str {
@@ -393,6 +420,8 @@ pub(crate) struct Compiled {
     pub(crate) meta: Vec<PolicyMeta>,
     /// Policy id to its index in `meta`.
     pub(crate) index: HashMap<String, usize, crate::entities::FxBuild>,
+    /// How many decisions each policy (by index in `meta`) determined since the load.
+    pub(crate) determined: Vec<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn compile(bundle: &Bundle) -> Result<Compiled, LoadError> {
@@ -431,12 +460,17 @@ pub(crate) fn compile(bundle: &Bundle) -> Result<Compiled, LoadError> {
         validate(schema, &policies, &origin)?;
     }
     let entities = compile_entities(&bundle.entities, schema.as_ref())?;
+    let determined = meta
+        .iter()
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
     Ok(Compiled {
         policies,
         schema,
         entities,
         meta,
         index,
+        determined,
     })
 }
 

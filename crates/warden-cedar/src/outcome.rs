@@ -36,6 +36,11 @@ pub(crate) fn interpret(response: &Response, compiled: &Compiled, deny_on_error:
         })
         .collect();
     determining.sort_unstable();
+    for &i in &determining {
+        if let Some(count) = compiled.determined.get(i) {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 
     let mut decision = if allowed {
         Decision::permit()

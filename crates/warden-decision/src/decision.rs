@@ -53,6 +53,9 @@ pub struct PolicyRevision {
     pub id: String,
     /// Its revision: a manifest version or a content hash.
     pub revision: String,
+    /// The regulatory controls the package maps to (`HIPAA 164.312(b)`), from its manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regulations: Vec<String>,
 }
 
 impl PolicyRevision {
@@ -61,6 +64,7 @@ impl PolicyRevision {
         Self {
             id: id.into(),
             revision: revision.into(),
+            regulations: Vec::new(),
         }
     }
 }

@@ -47,6 +47,7 @@ mod combine;
 mod decision;
 mod mask;
 mod obligation;
+mod package;
 mod pdp;
 mod predicate;
 mod request;
@@ -61,6 +62,10 @@ pub use mask::{MIN_HASH_KEY_LEN, MaskError, MaskStrategy, Masked, Masker, Unknow
 pub use obligation::{
     Audit, AuditLevel, CustomObligation, FilterRows, MaskColumns, Obligation, ObligationError,
     Redact, StepUp,
+};
+pub use package::{
+    EXCEPTION_WARNING, Exception, ExceptionScope, PackageGate, PackageManifest, PackageStatus,
+    Regulation, Scope, parse_instant,
 };
 pub use pdp::{BatchFuture, Pdp, PdpError, PdpFuture};
 pub use predicate::{Literal, MAX_PREDICATE_DEPTH, Operand, Predicate};

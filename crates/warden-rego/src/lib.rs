@@ -202,11 +202,16 @@ impl RegoPdpBuilder {
             .policy_id
             .clone()
             .unwrap_or_else(|| bundle.default_id().to_owned());
-        let revision = PolicyRevision::new(policy_id, bundle.revision());
+        let gate = match &self.source {
+            Source::Dir(dir) => bundle.gate(dir)?,
+            Source::Inline { .. } => warden_decision::PackageGate::default(),
+        };
+        let revision = gate.stamp(PolicyRevision::new(policy_id, bundle.revision()));
         let compiled = load::compile(&bundle, &entrypoint)?;
         Ok(Loaded {
             entrypoint,
             revision,
+            gate,
             evaluator: self.evaluator,
             max_instructions: self.max_instructions,
             compiled,
@@ -295,14 +300,16 @@ impl RegoPdp {
 
     fn decide_now(&self, request: &AccessRequest) -> Decision {
         let loaded = self.state.load();
-        let decision = match loaded.evaluate(request) {
-            Ok(value) => loaded.results.interpret(value),
-            Err(message) => Decision::deny().with_error(
-                ErrorClass::PolicyError,
-                format!("evaluation of `{}` failed: {message}", loaded.entrypoint),
-            ),
-        };
-        decision.with_policy(loaded.revision.clone())
+        // The manifest's status and exceptions apply around the evaluation.
+        loaded.gate.decide(request, loaded.revision.clone(), || {
+            match loaded.evaluate(request) {
+                Ok(value) => loaded.results.interpret(value),
+                Err(message) => Decision::deny().with_error(
+                    ErrorClass::PolicyError,
+                    format!("evaluation of `{}` failed: {message}", loaded.entrypoint),
+                ),
+            }
+        })
     }
 }
 
@@ -320,6 +327,7 @@ impl Pdp for RegoPdp {
 struct Loaded {
     entrypoint: String,
     revision: PolicyRevision,
+    gate: warden_decision::PackageGate,
     evaluator: Evaluator,
     max_instructions: usize,
     compiled: load::Compiled,

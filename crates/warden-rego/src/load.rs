@@ -75,6 +75,8 @@ pub(crate) struct Manifest {
 /// Policies and data read from somewhere, with their content hash.
 pub(crate) struct Bundle {
     pub(crate) manifest: Option<Manifest>,
+    /// The manifest as every engine reads it (status, regulations, exceptions).
+    pub(crate) package: Option<warden_decision::PackageManifest>,
     name: String,
     policies: Vec<(String, String)>,
     data: Vec<(String, serde_json::Value)>,
@@ -103,6 +105,7 @@ impl Bundle {
         }
         Ok(Self {
             manifest: None,
+            package: None,
             name: "inline".into(),
             policies: policies.to_vec(),
             data,
@@ -116,6 +119,7 @@ impl Bundle {
         files.sort();
         let mut bundle = Self {
             manifest: None,
+            package: None,
             name: dir
                 .canonicalize()
                 .ok()
@@ -147,7 +151,13 @@ impl Bundle {
                         path: path.clone(),
                         message: e.message().to_owned(),
                     })?;
+                let package: warden_decision::PackageManifest =
+                    toml::from_str(&text).map_err(|e| LoadError::Manifest {
+                        path: path.clone(),
+                        message: e.message().to_owned(),
+                    })?;
                 bundle.manifest = Some(manifest);
+                bundle.package = Some(package);
             } else if extension == Some("rego") {
                 let source = String::from_utf8(bytes.clone()).map_err(|_| LoadError::Policy {
                     path: display.clone(),
@@ -171,6 +181,20 @@ impl Bundle {
             return Err(LoadError::NoPolicies(dir.display().to_string()));
         }
         Ok(bundle)
+    }
+
+    /// What the manifest does to decisions: status, exceptions, regulations (nothing without
+    /// a manifest).
+    pub(crate) fn gate(&self, dir: &Path) -> Result<warden_decision::PackageGate, LoadError> {
+        match &self.package {
+            Some(package) => {
+                warden_decision::PackageGate::new(package).map_err(|message| LoadError::Manifest {
+                    path: dir.join("warden.toml"),
+                    message,
+                })
+            }
+            None => Ok(warden_decision::PackageGate::default()),
+        }
     }
 
     pub(crate) fn default_id(&self) -> &str {
