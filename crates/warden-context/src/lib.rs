@@ -1,0 +1,1 @@
+//! Context providers (PIPs): attributes from shared stores added to access requests.
