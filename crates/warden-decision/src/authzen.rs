@@ -227,9 +227,9 @@ impl EvaluationsResponse {
 }
 
 /// A batch request: default `subject`, `action`, `resource` and `context`, and a list of
-/// evaluations, each of which may override any of the four.
+/// evaluations, each of which may override any of the four. Unknown members are ignored, as
+/// AuthZEN 1.0 requires of receivers.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EvaluationsRequest {
     /// The default subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,9 +262,9 @@ pub struct EvaluationsOptions {
     pub other: Map<String, Value>,
 }
 
-/// One request of a batch; missing members come from the batch's defaults.
+/// One request of a batch; missing members come from the batch's defaults. Unknown members are
+/// ignored.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PartialRequest {
     /// The subject, if it differs from the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,6 +355,144 @@ impl EvaluationsRequest {
     }
 }
 
+/// A batch as a PDP reads it. The defaults (`subject`, `action`, `resource`, `context`) and
+/// `options` must be well formed, or the whole batch is malformed; each evaluation is read on
+/// its own, so one malformed or incomplete item is that item's error, not the batch's. Unknown
+/// members are ignored.
+///
+/// ```
+/// use warden_decision::authzen::Batch;
+///
+/// let batch = Batch::parse(br#"{
+///     "subject": {"type": "user", "id": "alice"},
+///     "action": {"name": "read"},
+///     "evaluations": [{"resource": {"type": "record", "id": "record-1"}}, {}],
+///     "futureField": true
+/// }"#).unwrap();
+/// assert!(batch.items[0].is_ok());
+/// assert_eq!(batch.items[1].as_ref().unwrap_err(), "evaluations[1] has no `resource`");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Each evaluation, in order: its full request (defaults filled in), or why it is not one.
+    pub items: Vec<Result<AccessRequest, String>>,
+    /// How the batch runs.
+    pub semantic: EvaluationsSemantic,
+    /// The request had no or an empty `evaluations` list: its defaults are one request, to be
+    /// answered as a single evaluation.
+    pub single: bool,
+}
+
+impl Batch {
+    /// Reads a batch request body. The error, for a body that is not a JSON object or whose
+    /// defaults or options are malformed, names the member.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        let Value::Object(mut object) = value else {
+            return Err("the body is not a JSON object".into());
+        };
+        let defaults = partial(&mut object, "")?;
+        let semantic = match object.remove("options") {
+            None | Some(Value::Null) => EvaluationsSemantic::default(),
+            Some(value) => {
+                serde_json::from_value::<EvaluationsOptions>(value)
+                    .map_err(|e| format!("`options` is malformed: {e}"))?
+                    .evaluations_semantic
+            }
+        };
+        let items = match object.remove("evaluations") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err("`evaluations` is not an array".into()),
+        };
+        if items.is_empty() {
+            let request = complete(&PartialRequest::default(), &defaults, "the request")?;
+            return Ok(Self {
+                items: vec![Ok(request)],
+                semantic,
+                single: true,
+            });
+        }
+        let items = items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let at = format!("evaluations[{index}]");
+                let Value::Object(mut item) = item else {
+                    return Err(format!("{at} is not a JSON object"));
+                };
+                let item = partial(&mut item, &format!("{at}."))?;
+                complete(&item, &defaults, &at)
+            })
+            .collect();
+        Ok(Self {
+            items,
+            semantic,
+            single: false,
+        })
+    }
+}
+
+/// The four members of a request object, each read on its own so the error names it.
+fn partial(object: &mut Map<String, Value>, at: &str) -> Result<PartialRequest, String> {
+    fn read<T: serde::de::DeserializeOwned>(
+        object: &mut Map<String, Value>,
+        name: &str,
+        at: &str,
+    ) -> Result<Option<T>, String> {
+        match object.remove(name) {
+            None => Ok(None),
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| format!("`{at}{name}` is malformed: {e}")),
+        }
+    }
+    Ok(PartialRequest {
+        subject: read(object, "subject", at)?,
+        action: read(object, "action", at)?,
+        resource: read(object, "resource", at)?,
+        context: read(object, "context", at)?,
+    })
+}
+
+fn complete(
+    item: &PartialRequest,
+    defaults: &PartialRequest,
+    at: &str,
+) -> Result<AccessRequest, String> {
+    let missing = |name: &str| format!("{at} has no `{name}`");
+    Ok(AccessRequest {
+        subject: item
+            .subject
+            .clone()
+            .or_else(|| defaults.subject.clone())
+            .ok_or_else(|| missing("subject"))?,
+        action: item
+            .action
+            .clone()
+            .or_else(|| defaults.action.clone())
+            .ok_or_else(|| missing("action"))?,
+        resource: item
+            .resource
+            .clone()
+            .or_else(|| defaults.resource.clone())
+            .ok_or_else(|| missing("resource"))?,
+        context: item
+            .context
+            .clone()
+            .or_else(|| defaults.context.clone())
+            .unwrap_or_default(),
+    })
+}
+
+/// The path of the subject search endpoint.
+pub const SEARCH_SUBJECT_PATH: &str = "/access/v1/search/subject";
+/// The path of the resource search endpoint.
+pub const SEARCH_RESOURCE_PATH: &str = "/access/v1/search/resource";
+/// The path of the action search endpoint.
+pub const SEARCH_ACTION_PATH: &str = "/access/v1/search/action";
+
 /// The PDP metadata document at [`METADATA_PATH`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -365,6 +503,21 @@ pub struct Metadata {
     /// The access evaluations endpoint, if the PDP has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_evaluations_endpoint: Option<String>,
+    /// The subject search endpoint, if the PDP has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_subject_endpoint: Option<String>,
+    /// The resource search endpoint, if the PDP has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_resource_endpoint: Option<String>,
+    /// The action search endpoint, if the PDP has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_action_endpoint: Option<String>,
+    /// Capability URNs the PDP supports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+    /// The metadata as a signed JWT, when the PDP signs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_metadata: Option<String>,
     /// Other members, kept as they are.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -378,6 +531,11 @@ impl Metadata {
             policy_decision_point: base.to_owned(),
             access_evaluation_endpoint: format!("{base}{EVALUATION_PATH}"),
             access_evaluations_endpoint: Some(format!("{base}{EVALUATIONS_PATH}")),
+            search_subject_endpoint: None,
+            search_resource_endpoint: None,
+            search_action_endpoint: None,
+            capabilities: None,
+            signed_metadata: None,
             other: Map::new(),
         }
     }
@@ -425,6 +583,69 @@ mod tests {
             batch.requests().unwrap_err(),
             "evaluations[0] has no `resource`"
         );
+    }
+
+    #[test]
+    fn a_batch_ignores_unknown_members_and_fails_items_one_by_one() {
+        let batch = Batch::parse(
+            br#"{"subject": {"type": "user", "id": "alice", "x": 1}, "action": {"name": "read"},
+                 "futureField": {"nested": true}, "options": {"evaluations_semantic": "execute_all", "y": 2},
+                 "evaluations": [
+                    {"resource": {"type": "record", "id": "r1"}, "subjekt": {}},
+                    {"resource": "r2"},
+                    7,
+                    {}
+                 ]}"#,
+        )
+        .unwrap();
+        assert!(!batch.single);
+        assert_eq!(batch.items.len(), 4);
+        assert_eq!(batch.items[0].as_ref().unwrap().resource.id, "r1");
+        assert!(
+            batch.items[1]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("`evaluations[1].resource` is malformed")
+        );
+        assert_eq!(
+            batch.items[2].as_ref().unwrap_err(),
+            "evaluations[2] is not a JSON object"
+        );
+        assert_eq!(
+            batch.items[3].as_ref().unwrap_err(),
+            "evaluations[3] has no `resource`"
+        );
+    }
+
+    #[test]
+    fn a_batch_with_malformed_defaults_or_options_is_malformed_as_a_whole() {
+        for (body, expected) in [
+            (
+                r#"{"subject": "alice", "evaluations": [{}]}"#,
+                "`subject` is malformed",
+            ),
+            (
+                r#"{"options": {"evaluations_semantic": "first"}, "evaluations": [{}]}"#,
+                "`options` is malformed",
+            ),
+            (r#"{"evaluations": {}}"#, "`evaluations` is not an array"),
+            (r#"[]"#, "not a JSON object"),
+            ("", "not JSON"),
+            (
+                r#"{"subject": {"type": "user", "id": "a"}, "evaluations": []}"#,
+                "the request has no `action`",
+            ),
+        ] {
+            let error = Batch::parse(body.as_bytes()).unwrap_err();
+            assert!(error.contains(expected), "{body}: {error}");
+        }
+        let single = Batch::parse(
+            br#"{"subject": {"type": "user", "id": "a"}, "action": {"name": "read"},
+                 "resource": {"type": "record", "id": "r"}}"#,
+        )
+        .unwrap();
+        assert!(single.single);
+        assert!(single.items[0].is_ok());
     }
 
     #[test]

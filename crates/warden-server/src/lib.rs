@@ -7,16 +7,28 @@
 //! | endpoint | |
 //! |---|---|
 //! | `POST /access/v1/evaluation` | one AuthZEN access evaluation |
-//! | `POST /access/v1/evaluations` | a batch, with `options.evaluations_semantic` = `execute_all`, `deny_on_first_deny` or `permit_on_first_permit` |
+//! | `POST /access/v1/evaluations` | a batch, with `options.evaluations_semantic` = `execute_all`, `deny_on_first_deny` or `permit_on_first_permit`; an item that is not a request is that item's deny, `{"decision": false, "context": {"error": …}}` |
+//! | `POST /access/v1/search/subject`, `/resource`, `/action` | AuthZEN search over the package's entity source, paginated (see below) |
 //! | `GET /.well-known/authzen-configuration` | AuthZEN metadata |
 //! | `POST /v1/data/<path>` | OPA Data API: `{"input": <access request>}` → `{"result": {"allow": …, "obligations": […], "reasons": […]}}` |
-//! | `GET /health` | `200` with the policy revision once policies are loaded, else `503`; always with the last reload error, if any |
+//! | `GET /health` | `200` with the policy revision once policies are loaded, else `503`; says whether the last reload failed (the log says why) |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! The decision's obligations, reasons and revision travel in the AuthZEN response `context`
-//! (see [`warden_decision::authzen`]). Malformed input is a `400` problem+json naming what is wrong;
-//! a body over the limit is a `413`; an unknown path a `404`. An unavailable PDP is a `503`; a
-//! policy that fails to evaluate is a deny whose diagnostics say `policy_error`.
+//! (see [`warden_decision::authzen`]). The AuthZEN endpoints take `Content-Type:
+//! application/json` only (anything else is a `400`) and ignore unknown members. Malformed input
+//! is a `400` problem+json naming what is wrong; a body over the limit is a `413`; an unknown
+//! path a `404`. An unavailable PDP is a `503`; a policy that fails to evaluate is a deny whose
+//! diagnostics say `policy_error`. Error bodies never quote policy source or engine messages:
+//! those go to the log. Every answer echoes the request's `X-Request-ID`.
+//!
+//! # Search
+//!
+//! The search endpoints decide every candidate of the package's entity source, declared in its
+//! `warden.toml` as `[search] entities = "<file>"` with `{"subjects": […], "resources": […],
+//! "actions": […]}`. Pages hold at most `page.limit` (and at most [`MAX_PAGE`]) results; a
+//! `page.next_token` continues, `""` ends; a follow-up must repeat the request, and one that
+//! arrives after the policies or the entities changed is a `409`, never a mix of revisions.
 //!
 //! # Hot reload
 //!
@@ -41,9 +53,12 @@
 //! # }
 //! ```
 
+mod entities;
 mod metrics;
+mod opa;
 mod policy;
 mod routes;
+mod search;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -54,6 +69,7 @@ use arc_swap::ArcSwapOption;
 use warden_decision::{Pdp, PolicyRevision};
 
 pub use policy::{PolicyDir, PolicyError, PolicyKind};
+pub use search::MAX_PAGE;
 
 /// The default limit on request bodies.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
@@ -74,6 +90,8 @@ pub(crate) struct Loaded {
     pub(crate) pdp: Arc<dyn Pdp>,
     pub(crate) dir: Option<PolicyDir>,
     pub(crate) opa_path: String,
+    /// The candidates of the search endpoints.
+    pub(crate) entities: Arc<entities::Entities>,
 }
 
 pub(crate) struct State {
@@ -84,6 +102,9 @@ pub(crate) struct State {
     pub(crate) body_limit: usize,
     pub(crate) max_batch: usize,
     pub(crate) public_url: Option<String>,
+    pub(crate) signed_metadata: Option<String>,
+    /// `http`, or `https` when the server is reached over TLS, for URLs built from `Host`.
+    pub(crate) scheme: &'static str,
     opa_path: Option<String>,
     watch: Option<Duration>,
 }
@@ -95,6 +116,7 @@ pub struct ServerBuilder {
     body_limit: usize,
     max_batch: usize,
     public_url: Option<String>,
+    signed_metadata: Option<String>,
     opa_path: Option<String>,
     watch: Option<Duration>,
 }
@@ -158,6 +180,14 @@ impl ServerBuilder {
         self
     }
 
+    /// A signed JWT of the metadata, served as the metadata document's `signed_metadata`. The
+    /// server does not sign: the operator signs the metadata with the PDP's key.
+    #[must_use]
+    pub fn signed_metadata(mut self, jwt: impl Into<String>) -> Self {
+        self.signed_metadata = Some(jwt.into());
+        self
+    }
+
     /// The OPA Data API path of the decision document (default: the Rego entrypoint's path,
     /// else [`DEFAULT_OPA_PATH`]).
     #[must_use]
@@ -178,6 +208,7 @@ impl ServerBuilder {
                     pdp,
                     dir: None,
                     opa_path: opa_path.unwrap_or_else(|| DEFAULT_OPA_PATH.to_owned()),
+                    entities: Arc::default(),
                 })),
             ),
             (None, Some(dir)) => (Source::Dir(dir), None),
@@ -192,6 +223,8 @@ impl ServerBuilder {
                 body_limit: self.body_limit,
                 max_batch: self.max_batch,
                 public_url: self.public_url,
+                signed_metadata: self.signed_metadata,
+                scheme: "http",
                 opa_path: self.opa_path,
                 watch: self.watch,
             }),
@@ -222,6 +255,7 @@ impl Server {
             body_limit: DEFAULT_BODY_LIMIT,
             max_batch: DEFAULT_MAX_BATCH,
             public_url: None,
+            signed_metadata: None,
             opa_path: None,
             watch: None,
         }
@@ -262,27 +296,42 @@ impl Server {
             });
         };
         let current = self.state.current.load_full();
-        let result = match current.as_ref().and_then(|l| l.dir.clone()) {
-            Some(loaded) => loaded.reload(),
-            None => PolicyDir::open(dir).and_then(|loaded| {
-                let revision = loaded.revision().ok_or_else(|| PolicyError {
-                    path: dir.clone(),
-                    message: "the policies name no revision".into(),
-                })?;
-                let opa_path = self
-                    .state
-                    .opa_path
-                    .clone()
-                    .or_else(|| loaded.opa_path())
-                    .unwrap_or_else(|| DEFAULT_OPA_PATH.to_owned());
-                self.state.current.store(Some(Arc::new(Loaded {
-                    pdp: loaded.pdp(),
-                    dir: Some(loaded),
-                    opa_path,
-                })));
-                Ok(revision)
-            }),
-        };
+        // The entity source first: when it fails, neither it nor the policies change.
+        let result = entities::load(dir).and_then(|entities| {
+            let entities = Arc::new(entities);
+            match current.as_ref().and_then(|l| l.dir.clone().map(|d| (l, d))) {
+                Some((loaded, policies)) => {
+                    let revision = policies.reload()?;
+                    self.state.current.store(Some(Arc::new(Loaded {
+                        pdp: loaded.pdp.clone(),
+                        dir: Some(policies),
+                        opa_path: loaded.opa_path.clone(),
+                        entities,
+                    })));
+                    Ok(revision)
+                }
+                None => {
+                    let loaded = PolicyDir::open(dir)?;
+                    let revision = loaded.revision().ok_or_else(|| PolicyError {
+                        path: dir.clone(),
+                        message: "the policies name no revision".into(),
+                    })?;
+                    let opa_path = self
+                        .state
+                        .opa_path
+                        .clone()
+                        .or_else(|| loaded.opa_path())
+                        .unwrap_or_else(|| DEFAULT_OPA_PATH.to_owned());
+                    self.state.current.store(Some(Arc::new(Loaded {
+                        pdp: loaded.pdp(),
+                        dir: Some(loaded),
+                        opa_path,
+                        entities,
+                    })));
+                    Ok(revision)
+                }
+            }
+        });
         self.state.metrics.reload(result.is_ok());
         let mut last_error = self
             .state
@@ -325,7 +374,15 @@ impl Server {
         };
         let dir = dir.clone();
         let mut seen = None;
-        let mut attempted = false;
+        // Policies loaded before serving (as `warden serve` does) are not loaded again.
+        let mut attempted = self.is_ready();
+        if attempted {
+            let dir = dir.clone();
+            seen = tokio::task::spawn_blocking(move || policy::fingerprint(&dir))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
         loop {
             let print = {
                 let dir = dir.clone();

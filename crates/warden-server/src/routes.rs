@@ -1,4 +1,5 @@
-//! The HTTP endpoints.
+//! The HTTP endpoints: routing, the AuthZEN evaluation endpoints, health and metrics. The OPA
+//! Data API is in [`crate::opa`], the search endpoints in [`crate::search`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,38 +7,43 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State as Extract};
+use axum::extract::{DefaultBodyLimit, Request, State as Extract};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use warden_decision::authzen::{
-    EVALUATION_PATH, EVALUATIONS_PATH, EvaluationResponse, EvaluationsRequest, EvaluationsResponse,
-    METADATA_PATH, Metadata,
+    Batch, EVALUATION_PATH, EVALUATIONS_PATH, EvaluationResponse, EvaluationsResponse,
+    METADATA_PATH, Metadata, SEARCH_ACTION_PATH, SEARCH_RESOURCE_PATH, SEARCH_SUBJECT_PATH,
 };
 use warden_decision::{AccessRequest, Decision, ErrorClass, PdpError, TraceContext};
 
 use crate::{Loaded, State};
 
-type Shared = Extract<Arc<State>>;
+pub(crate) type Shared = Extract<Arc<State>>;
 
 pub(crate) fn router(state: Arc<State>) -> Router {
     let limit = state.body_limit;
     Router::new()
         .route(EVALUATION_PATH, post(evaluation))
         .route(EVALUATIONS_PATH, post(evaluations))
+        .route(SEARCH_SUBJECT_PATH, post(crate::search::subject))
+        .route(SEARCH_RESOURCE_PATH, post(crate::search::resource))
+        .route(SEARCH_ACTION_PATH, post(crate::search::action))
         .route(METADATA_PATH, get(metadata))
-        .route("/v1/data/{*path}", post(opa_data))
+        .route("/v1/data/{*path}", post(crate::opa::data))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(echo_request_id))
         .with_state(state)
 }
 
 /// An `application/problem+json` answer.
 #[derive(Debug)]
-struct Problem {
+pub(crate) struct Problem {
     status: StatusCode,
     title: &'static str,
     detail: String,
@@ -60,7 +66,11 @@ impl IntoResponse for Problem {
     }
 }
 
-fn problem(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Problem {
+pub(crate) fn problem(
+    status: StatusCode,
+    title: &'static str,
+    detail: impl Into<String>,
+) -> Problem {
     Problem {
         status,
         title,
@@ -68,11 +78,11 @@ fn problem(status: StatusCode, title: &'static str, detail: impl Into<String>) -
     }
 }
 
-fn malformed(detail: impl Into<String>) -> Problem {
+pub(crate) fn malformed(detail: impl Into<String>) -> Problem {
     problem(StatusCode::BAD_REQUEST, "Malformed request", detail)
 }
 
-fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut response = (status, bytes).into_response();
@@ -82,17 +92,20 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
             );
             response
         }
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Cannot encode the answer",
-            e.to_string(),
-        )
-        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode an answer");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Cannot encode the answer",
+                "the answer could not be encoded",
+            )
+            .into_response()
+        }
     }
 }
 
 /// The body, or the answer to give when it could not be read (too large: 413).
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     body.map_err(|rejection| {
         let status = rejection.status();
         let title = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -104,21 +117,44 @@ fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+/// AuthZEN requests are JSON: a `Content-Type` other than `application/json` (parameters such as
+/// `charset` aside), or none, is a `400`, as the AuthZEN certification scenario requires.
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Unsupported media type",
+            "the request must have Content-Type: application/json",
+        ))
+    }
+}
+
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(bytes)
         .map_err(|e| malformed(format!("the body is not a valid request: {e}")))
 }
 
-fn unavailable(state: &State) -> Problem {
-    let detail = match state.last_error.lock().ok().and_then(|e| e.clone()) {
-        Some(error) => format!("no policies are loaded: {error}"),
-        None => "the policies are loading".to_owned(),
+/// No policies in force. The reason stays in the server's log: a load error quotes policy
+/// source, which callers are not to see.
+pub(crate) fn unavailable(state: &State) -> Problem {
+    let failed = state.last_error.lock().ok().is_some_and(|e| e.is_some());
+    let detail = if failed {
+        "no policies are loaded: the last load failed (the server log says why)"
+    } else {
+        "the policies are loading"
     };
     problem(StatusCode::SERVICE_UNAVAILABLE, "Not ready", detail)
 }
 
 /// Runs the decision in the caller's trace, when it sent one.
-async fn decide(
+pub(crate) async fn decide(
     state: &State,
     loaded: &Loaded,
     headers: &HeaderMap,
@@ -139,10 +175,16 @@ async fn decide(
         }
         None => loaded.pdp.decide(request).await,
     };
-    // A broken policy is a deny that says so; only an unreachable PDP is an error.
+    // A broken policy is a deny that says so; only an unreachable PDP is an error. The
+    // engine's message can quote the policy: it goes to the log, not to the caller.
     let outcome = match outcome {
         Err(PdpError::Policy { message }) => {
-            Ok(Decision::deny().with_error(ErrorClass::PolicyError, message))
+            let decision = Decision::deny().with_error(
+                ErrorClass::PolicyError,
+                "the policy failed to evaluate; the server log has the error",
+            );
+            tracing::warn!(decision_id = %decision.id, error = %message, "the policy failed to evaluate");
+            Ok(decision)
         }
         other => other,
     };
@@ -162,17 +204,21 @@ async fn decide(
     outcome
 }
 
-fn pdp_failed(error: &PdpError) -> Problem {
+pub(crate) fn pdp_failed(error: &PdpError) -> Problem {
+    tracing::warn!(%error, "the decision point is unavailable");
     problem(
         StatusCode::SERVICE_UNAVAILABLE,
         "Policy decision point unavailable",
-        error.to_string(),
+        "the policy decision point is unavailable",
     )
 }
 
-fn echo_request_id(headers: &HeaderMap, mut response: Response) -> Response {
-    if let Some(id) = headers.get("x-request-id") {
-        response.headers_mut().insert("x-request-id", id.clone());
+/// Every answer carries the caller's `X-Request-ID`, whatever the endpoint or outcome.
+async fn echo_request_id(request: Request, next: Next) -> Response {
+    let id = request.headers().get("x-request-id").cloned();
+    let mut response = next.run(request).await;
+    if let Some(id) = id {
+        response.headers_mut().insert("x-request-id", id);
     }
     response
 }
@@ -188,7 +234,7 @@ async fn evaluation(
     state
         .metrics
         .request("evaluation", response.status().as_u16());
-    echo_request_id(&headers, response)
+    response
 }
 
 async fn evaluation_inner(
@@ -196,6 +242,7 @@ async fn evaluation_inner(
     headers: &HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    require_json(headers)?;
     let bytes = body(bytes)?;
     let request: AccessRequest = parse(&bytes)?;
     let loaded = state
@@ -222,7 +269,17 @@ async fn evaluations(
     state
         .metrics
         .request("evaluations", response.status().as_u16());
-    echo_request_id(&headers, response)
+    response
+}
+
+/// The answer for a batch item that is not a request: a deny that says why, in its `context`.
+fn item_error(message: &str) -> EvaluationResponse {
+    let mut context = Map::new();
+    context.insert("error".into(), json!({"status": 400, "message": message}));
+    EvaluationResponse {
+        decision: false,
+        context,
+    }
 }
 
 async fn evaluations_inner(
@@ -230,16 +287,16 @@ async fn evaluations_inner(
     headers: &HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    require_json(headers)?;
     let bytes = body(bytes)?;
-    let batch: EvaluationsRequest = parse(&bytes)?;
-    let requests = batch.requests().map_err(malformed)?;
-    if requests.len() > state.max_batch {
+    let batch = Batch::parse(&bytes).map_err(malformed)?;
+    if batch.items.len() > state.max_batch {
         return Err(problem(
             StatusCode::BAD_REQUEST,
             "Too many evaluations",
             format!(
                 "the batch holds {} evaluations; the limit is {}",
-                requests.len(),
+                batch.items.len(),
                 state.max_batch
             ),
         ));
@@ -248,21 +305,28 @@ async fn evaluations_inner(
         .current
         .load_full()
         .ok_or_else(|| unavailable(state))?;
-    let semantic = batch.semantic();
-    let mut answers = Vec::with_capacity(requests.len());
-    for request in &requests {
-        match decide(state, &loaded, headers, request).await {
-            Ok(decision) => {
-                let stop = semantic.stops_after(decision.allowed);
-                answers.push(EvaluationResponse::from_decision(&decision));
-                if stop {
-                    break;
-                }
-            }
-            Err(error) => return Err(pdp_failed(&error)),
+    let mut answers = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        let answer = match item {
+            Ok(request) => EvaluationResponse::from_decision(
+                &decide(state, &loaded, headers, request)
+                    .await
+                    .map_err(|e| pdp_failed(&e))?,
+            ),
+            // A single request that is incomplete is a malformed request, as at the
+            // evaluation endpoint.
+            Err(message) if batch.single => return Err(malformed(message.clone())),
+            // In a batch it is that item's deny; a failed item counts as a deny for the
+            // short-circuit semantics too.
+            Err(message) => item_error(message),
+        };
+        let stop = batch.semantic.stops_after(answer.decision);
+        answers.push(answer);
+        if stop {
+            break;
         }
     }
-    if batch.is_single() {
+    if batch.single {
         let answer = answers.pop().ok_or_else(|| malformed("no request"))?;
         return Ok(json_response(StatusCode::OK, &answer));
     }
@@ -274,115 +338,51 @@ async fn evaluations_inner(
     ))
 }
 
+/// The base URL for documents that name endpoints: the configured public URL, else
+/// `http://<Host>` (a Host of anything but host name characters is refused).
+pub(crate) fn base_url(state: &State, headers: &HeaderMap) -> Result<String, Problem> {
+    if let Some(url) = &state.public_url {
+        return Ok(url.clone());
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(|host| format!("{}://{host}", state.scheme))
+        .ok_or_else(|| malformed("no valid Host header, and no public URL is configured"))
+}
+
 async fn metadata(Extract(state): Shared, headers: HeaderMap) -> Response {
-    let base = match &state.public_url {
-        Some(url) => url.clone(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| {
-                    !h.is_empty()
-                        && h.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-                });
-            match host {
-                Some(host) => format!("http://{host}"),
-                None => {
-                    state.metrics.request("metadata", 400);
-                    return malformed("no valid Host header, and no public URL is configured")
-                        .into_response();
-                }
-            }
+    let base = match base_url(&state, &headers) {
+        Ok(base) => base,
+        Err(problem) => {
+            state.metrics.request("metadata", 400);
+            return problem.into_response();
         }
     };
+    let mut metadata = Metadata::for_base(&base);
+    metadata.search_subject_endpoint = Some(format!("{base}{SEARCH_SUBJECT_PATH}"));
+    metadata.search_resource_endpoint = Some(format!("{base}{SEARCH_RESOURCE_PATH}"));
+    metadata.search_action_endpoint = Some(format!("{base}{SEARCH_ACTION_PATH}"));
+    metadata.capabilities = Some(Vec::new());
+    metadata.signed_metadata.clone_from(&state.signed_metadata);
     state.metrics.request("metadata", 200);
-    json_response(StatusCode::OK, &Metadata::for_base(&base))
-}
-
-async fn opa_data(
-    Extract(state): Shared,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let response = opa_inner(&state, &path, &headers, bytes)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    state
-        .metrics
-        .request("opa_data", response.status().as_u16());
-    echo_request_id(&headers, response)
-}
-
-async fn opa_inner(
-    state: &State,
-    path: &str,
-    headers: &HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
-    let bytes = body(bytes)?;
-    let loaded = state
-        .current
-        .load_full()
-        .ok_or_else(|| unavailable(state))?;
-    let path = path.trim_matches('/');
-    if path != loaded.opa_path {
-        return Err(problem(
-            StatusCode::NOT_FOUND,
-            "Unknown document",
-            format!(
-                "this server decides at /v1/data/{}, not /v1/data/{path}",
-                loaded.opa_path
-            ),
-        ));
-    }
-    let mut envelope: serde_json::Map<String, Value> = parse(&bytes)?;
-    let input = envelope
-        .remove("input")
-        .ok_or_else(|| malformed("the body has no `input`"))?;
-    let request: AccessRequest = serde_json::from_value(input)
-        .map_err(|e| malformed(format!("`input` is not an access request: {e}")))?;
-    match decide(state, &loaded, headers, &request).await {
-        Ok(decision) => {
-            let mut result = serde_json::Map::new();
-            result.insert("allow".into(), Value::Bool(decision.allowed));
-            for (key, value) in [
-                ("obligations", serde_json::to_value(&decision.obligations)),
-                ("reasons", serde_json::to_value(&decision.reasons)),
-                ("advice", serde_json::to_value(&decision.advice)),
-            ] {
-                if let Ok(value) = value
-                    && value.as_array().is_some_and(|a| !a.is_empty())
-                {
-                    result.insert(key.into(), value);
-                }
-            }
-            let mut answer = json!({
-                "result": result,
-                "decision_id": decision.id.to_string(),
-            });
-            if !decision.policy.id.is_empty()
-                && let Some(object) = answer.as_object_mut()
-            {
-                object.insert(
-                    "provenance".into(),
-                    json!({"bundles": {decision.policy.id.clone(): {"revision": decision.policy.revision}}}),
-                );
-            }
-            Ok(json_response(StatusCode::OK, &answer))
-        }
-        Err(error) => Err(pdp_failed(&error)),
-    }
+    json_response(StatusCode::OK, &metadata)
 }
 
 async fn health(Extract(state): Shared) -> Response {
     let loaded = state.current.load_full();
-    let last_error = state.last_error.lock().ok().and_then(|e| e.clone());
+    let failed = state.last_error.lock().ok().is_some_and(|e| e.is_some());
     let revision = loaded.as_ref().and_then(|l| l.pdp.revision());
+    // Open to every caller: whether the last load failed, never the error, which quotes the
+    // policy source (the server log has it).
     let mut body = json!({
         "status": if loaded.is_some() { "ready" } else { "loading" },
-        "last_reload_error": last_error,
+        "last_reload_failed": failed,
     });
     if let (Some(object), Some(revision)) = (body.as_object_mut(), revision) {
         object.insert(
