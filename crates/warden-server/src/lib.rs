@@ -57,6 +57,7 @@ mod entities;
 mod metrics;
 mod opa;
 mod policy;
+mod revision;
 mod routes;
 mod search;
 
@@ -69,6 +70,7 @@ use arc_swap::ArcSwapOption;
 use warden_decision::{Pdp, PolicyRevision};
 
 pub use policy::{PolicyDir, PolicyError, PolicyKind};
+pub use revision::{MAX_WAIT, POLICY_ID_HEADER, REVISION_HEADER};
 pub use search::MAX_PAGE;
 
 /// The default limit on request bodies.

@@ -25,7 +25,8 @@ pub(crate) type Shared = Extract<Arc<State>>;
 
 pub(crate) fn router(state: Arc<State>) -> Router {
     let limit = state.body_limit;
-    Router::new()
+    let revisions = state.clone();
+    let router = Router::new()
         .route(EVALUATION_PATH, post(evaluation))
         .route(EVALUATIONS_PATH, post(evaluations))
         .route(SEARCH_SUBJECT_PATH, post(crate::search::subject))
@@ -38,7 +39,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(echo_request_id))
-        .with_state(state)
+        .with_state(state);
+    crate::revision::wrap(revisions, router)
 }
 
 /// An `application/problem+json` answer.
