@@ -199,7 +199,7 @@ mod tests {
 /// | `null` | `null` | `null` | `null` | `null` |
 /// | `redact` | the replacement string (default `[REDACTED]`) | the replacement | the replacement | `null` |
 /// | `hash` | HMAC-SHA-256 of the UTF-8 bytes, hex | HMAC of its JSON text | HMAC of its JSON text | `null` |
-/// | `last4`, `first4` | keeps the last (first) 4 letters and digits, at most half of them, masks the others with `*`; separators and length stay | the same on its decimal text | the replacement | `null` |
+/// | `last4`, `first4` | keeps the last (first) 4 letters and digits, at most half of them, masks the others with `*` (which counts as a character, so a masked value stays as it is); separators and length stay | the same on its decimal text | the replacement | `null` |
 /// | `year` | `"1985"` for a date or timestamp starting `YYYY-`, `YYYY/`, `YYYYT` or `YYYY`; anything else the replacement | the replacement | the replacement | `null` |
 ///
 /// `hash` needs a key ([`Masker::with_hash_key`]); without one it is refused, so a PEP denies
@@ -367,13 +367,18 @@ impl Masker {
     }
 
     /// Keeps the last (or first) four letters and digits, but never more than half of them.
+    ///
+    /// The mask character counts as a character of the value, so a value another PEP already
+    /// masked the same way (the SQL PEP's `*******6789`) is masked again to itself, not to
+    /// fewer visible characters.
     fn partial(&self, s: &str, keep_last: bool) -> String {
-        let total = s.chars().filter(|c| c.is_alphanumeric()).count();
+        let content = |c: char| c.is_alphanumeric() || c == self.mask_char;
+        let total = s.chars().filter(|&c| content(c)).count();
         let keep = (total / 2).min(4);
         let mut seen = 0;
         s.chars()
             .map(|c| {
-                if !c.is_alphanumeric() {
+                if !content(c) {
                     return c;
                 }
                 seen += 1;
@@ -431,6 +436,13 @@ mod masker_tests {
             "never more than half"
         );
         assert_eq!(value(&m, Last4, json!("7")), json!("*"));
+        // Masking a masked value changes nothing: PEPs that stack masks show what either shows.
+        assert_eq!(
+            value(&m, Last4, json!("***-**-6789")),
+            json!("***-**-6789")
+        );
+        assert_eq!(value(&m, Last4, json!("*******6789")), json!("*******6789"));
+        assert_eq!(value(&m, First4, json!("1234*******")), json!("1234*******"));
         assert_eq!(value(&m, Last4, json!({"a": 1})), json!("[REDACTED]"));
         assert_eq!(value(&m, Last4, json!(true)), json!("[REDACTED]"));
         assert_eq!(value(&m, Redact, json!([1, 2])), json!("[REDACTED]"));

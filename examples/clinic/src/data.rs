@@ -27,6 +27,7 @@ use tower_warden::sql::{
     Dialect, SqlError, SqlPolicy, SqlPolicyLayer, SqlPolicyService, SqlRequest, SqlResponse,
     SqlServiceError,
 };
+use tower_warden::telemetry::Telemetry;
 use tower_warden::{Combined, Combining, Pdp, Subject};
 
 use crate::BoxError;
@@ -72,16 +73,37 @@ impl Data {
         Self::with_pdp(pool, data_pdp()?).await
     }
 
+    /// Guards `pool` with the clinic's data policy and reports every statement's decisions to
+    /// `telemetry` (events and metrics with `pep="sql"`, beside the HTTP PEP's).
+    pub async fn open_with_telemetry(
+        pool: SqlitePool,
+        telemetry: Telemetry,
+    ) -> Result<Self, BoxError> {
+        Self::build(pool, data_pdp()?, Some(telemetry)).await
+    }
+
     /// Guards `pool` with `pdp`. The schema catalog (the columns masks need) is read from the
     /// database once, here.
     pub async fn with_pdp(pool: SqlitePool, pdp: Arc<dyn Pdp>) -> Result<Self, BoxError> {
+        Self::build(pool, pdp, None).await
+    }
+
+    async fn build(
+        pool: SqlitePool,
+        pdp: Arc<dyn Pdp>,
+        telemetry: Option<Telemetry>,
+    ) -> Result<Self, BoxError> {
         let db = SqlxSqlite::new(pool);
         let catalog = db.load_catalog().await?;
         let policy = SqlPolicy::builder(Dialect::Sqlite)
             .catalog(catalog)
             .build()?;
+        let mut layer = SqlPolicyLayer::new(pdp, policy);
+        if let Some(telemetry) = telemetry {
+            layer = layer.telemetry(telemetry);
+        }
         Ok(Self {
-            service: SqlPolicyLayer::new(pdp, policy).layer(db),
+            service: layer.layer(db),
         })
     }
 

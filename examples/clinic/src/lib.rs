@@ -34,7 +34,7 @@ use tower_warden::http::{Authorized, JwtVerifier, PolicyLayer};
 use tower_warden::rego::RegoPdp;
 use tower_warden::sql::SqlRequest;
 use tower_warden::telemetry::Telemetry;
-use tower_warden::{Masker, Pdp};
+use tower_warden::{DecisionId, Masker, Pdp};
 
 pub use data::{Data, DataError};
 
@@ -98,8 +98,11 @@ pub fn app(
 }
 // ANCHOR_END: app
 
-/// Errors of the handlers: a statement the SQL PEP refuses is a 403 naming the reason (503
-/// when the data policy could not decide); a database error is a 500 (logged, not shown).
+/// Errors of the handlers, answered as RFC 9457 problems the way the HTTP PEP answers its own
+/// refusals: a statement the SQL PEP refuses is a 403 (a 503 when the data policy could not
+/// decide), a database error a 500. The body carries a `decision_id` and nothing of the
+/// statement — no table, no column, no value; the reason is logged under that id (target
+/// `warden::decision`), where support finds it.
 #[derive(Debug)]
 pub enum AppError {
     /// Nothing there.
@@ -114,30 +117,63 @@ impl From<DataError> for AppError {
     }
 }
 
+/// An `application/problem+json` response.
+fn problem(status: StatusCode, detail: &str, decision_id: Option<DecisionId>) -> Response {
+    let mut body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let (Some(id), Some(fields)) = (decision_id, body.as_object_mut()) {
+        fields.insert("decision_id".into(), id.to_string().into());
+    }
+    (
+        status,
+        [(CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let id = DecisionId::new();
         match self {
-            Self::NotFound => (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))),
+            Self::NotFound => problem(StatusCode::NOT_FOUND, "not found", None),
             Self::Data(DataError::Denied(e)) if e.code() == "pdp_error" => {
-                tracing::warn!(error = %e, "the data policy could not decide");
-                (
+                tracing::warn!(
+                    target: "warden::decision",
+                    decision_id = %id, pep = "sql", code = e.code(), reason = %e,
+                    "the data policy could not decide"
+                );
+                problem(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"error": "the data policy could not decide", "code": e.code()})),
+                    "no policy decision could be made; try again later",
+                    Some(id),
                 )
             }
-            Self::Data(DataError::Denied(e)) => (
-                StatusCode::FORBIDDEN,
-                Json(json!({"error": e.to_string(), "code": e.code()})),
-            ),
+            Self::Data(DataError::Denied(e)) => {
+                tracing::info!(
+                    target: "warden::decision",
+                    decision_id = %id, pep = "sql", code = e.code(), reason = %e,
+                    "statement refused by the data policy"
+                );
+                problem(
+                    StatusCode::FORBIDDEN,
+                    "the request was denied by policy",
+                    Some(id),
+                )
+            }
             Self::Data(DataError::Db(e)) => {
-                tracing::error!(error = %e, "database error");
-                (
+                tracing::error!(decision_id = %id, error = %e, "database error");
+                problem(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"error": "internal error"})),
+                    "internal error",
+                    Some(id),
                 )
             }
         }
-        .into_response()
     }
 }
 

@@ -37,8 +37,16 @@ async fn main() -> Result<(), BoxError> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     std::fs::create_dir_all(&data)?;
     let url = format!("sqlite://{}", data.join("clinic.db").display());
+    // One JSON line per decision of either PEP, as a `tracing` event with target
+    // `warden::decision_event`; and the `warden.*` OpenTelemetry metrics when exporting.
+    let mut telemetry = Telemetry::builder();
+    if let Some(otel) = &otel {
+        tracing::info!(endpoint = ?endpoint, "exporting spans and metrics over OTLP/HTTP");
+        telemetry = telemetry.meter(otel.meter());
+    }
+    let telemetry = telemetry.build()?;
     // Every query of the handlers goes through the SQL PEP and `policies/clinic-data`.
-    let db = Data::open(db::open(&url).await?).await?;
+    let db = Data::open_with_telemetry(db::open(&url).await?, telemetry.clone()).await?;
     let (pdp, jwt) = policy_and_verifier()?;
     let revision = tower_warden::Pdp::revision(&pdp);
 
@@ -47,14 +55,6 @@ async fn main() -> Result<(), BoxError> {
     tracing::info!(%addr, database = %url, policy = ?revision, "clinic service listening");
     print_curl_lines(addr);
 
-    // One JSON line per decision, as a `tracing` event with target `warden::decision_event`;
-    // and the `warden.*` OpenTelemetry metrics when exporting.
-    let mut telemetry = Telemetry::builder();
-    if let Some(otel) = &otel {
-        tracing::info!(endpoint = ?endpoint, "exporting spans and metrics over OTLP/HTTP");
-        telemetry = telemetry.meter(otel.meter());
-    }
-    let telemetry = telemetry.build()?;
     let app = app(db, pdp, jwt, masker()?, telemetry.clone())
         .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)

@@ -101,10 +101,10 @@ async fn a_nurse_lists_and_reads_patients_of_her_clinic_only() {
         .collect();
     assert_eq!(ids, ["p1", "p2"]);
     // The SQL PEP hands the handler the SSN's last four (`*******6789`), the birth year and no
-    // notes; the HTTP policy's `last4` then masks that text again and keeps half of its four
-    // visible characters. No notes member at all: the HTTP policy removes it.
-    assert_eq!(body[0]["ssn"], "*********89");
-    assert_eq!(body[1]["ssn"], "*********21");
+    // notes; the HTTP policy's `last4` leaves the masked text as it is (the SSN is masked once,
+    // as the curl line says). No notes member at all: the HTTP policy removes it.
+    assert_eq!(body[0]["ssn"], "*******6789");
+    assert_eq!(body[1]["ssn"], "*******4321");
     assert_eq!(body[0]["birth_date"], "1985");
     assert!(body[0].get("notes").is_none());
     assert_eq!(body[0]["name"], "Ada Lovelace");
@@ -114,7 +114,7 @@ async fn a_nurse_lists_and_reads_patients_of_her_clinic_only() {
         "{text}"
     );
     let (_, _, one) = call(&app, "GET", "/clinics/c1/patients/p1", Some(&nurse()), None).await;
-    assert_eq!(one["ssn"], "*********89");
+    assert_eq!(one["ssn"], "*******6789");
     assert!(one.get("notes").is_none());
 
     let (status, _, body) = call(&app, "GET", "/clinics/c2/patients", Some(&nurse()), None).await;
@@ -303,18 +303,74 @@ async fn each_role_sees_what_the_policy_lets_it_see_of_a_patient() {
     let (status, _, refused) =
         call(&app, "GET", "/clinics/c2/patients", Some(&auditor()), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(refused["code"], "not_permitted", "{refused}");
+    // A problem, as the HTTP PEP's refusals are, with an id to quote and nothing of the
+    // statement: no table, no column, no value.
+    assert_eq!(refused["status"], 403, "{refused}");
+    assert_eq!(
+        refused["detail"], "the request was denied by policy",
+        "{refused}"
+    );
     assert!(
-        refused["error"]
+        refused["decision_id"]
             .as_str()
-            .unwrap()
-            .contains("does not permit `select` on `main.patients`"),
+            .is_some_and(|id| id.len() == 36),
         "{refused}"
     );
     let text = refused.to_string();
+    for secret in ["patients", "main.", "select", "Grace", "555-12-3456"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_statement_is_a_problem_json_and_both_peps_report_their_decisions() {
+    use std::sync::{Arc, Mutex};
+    use tower_warden::telemetry::{DecisionEvent, Telemetry};
+
+    let events: Arc<Mutex<Vec<DecisionEvent>>> = Arc::default();
+    let seen = events.clone();
+    let telemetry = Telemetry::builder()
+        .writer(move |e: &DecisionEvent| seen.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let pool = example_clinic::db::open("sqlite::memory:").await.unwrap();
+    let db = example_clinic::Data::open_with_telemetry(pool, telemetry.clone())
+        .await
+        .unwrap();
+    let (pdp, jwt) = example_clinic::policy_and_verifier().unwrap();
+    let app = example_clinic::app(
+        db,
+        pdp,
+        jwt,
+        example_clinic::masker().unwrap(),
+        telemetry.clone(),
+    );
+
+    let (status, headers, _) =
+        call(&app, "GET", "/clinics/c2/patients", Some(&auditor()), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        headers.get(header::CONTENT_TYPE).unwrap(),
+        "application/problem+json"
+    );
+    let (status, _, _) = call(&app, "GET", "/clinics/c1/patients", Some(&nurse()), None).await;
+    assert_eq!(status, StatusCode::OK);
+    telemetry.flush().await;
+
+    let metrics = telemetry.metrics().render_prometheus();
     assert!(
-        !text.contains("Grace") && !text.contains("555-12-3456"),
-        "{text}"
+        metrics.contains(r#"warden_decisions_total{pep="sql",outcome="deny"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"warden_decisions_total{pep="sql",outcome="permit"}"#),
+        "{metrics}"
+    );
+    let events = events.lock().unwrap();
+    assert!(events.iter().any(|e| e.pep.as_str() == "sql"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.pep.as_str() == "http"),
+        "{events:?}"
     );
 }
 

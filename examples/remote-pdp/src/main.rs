@@ -45,7 +45,8 @@ async fn main() -> Result<(), BoxError> {
     std::fs::create_dir_all(&data)?;
     let database = format!("sqlite://{}", data.join("clinic.db").display());
     // The queries go through the SQL PEP, deciding with the embedded `policies/clinic-data`.
-    let db = Data::open(db::open(&database).await?).await?;
+    let telemetry = Telemetry::builder().build()?;
+    let db = Data::open_with_telemetry(db::open(&database).await?, telemetry.clone()).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, pdp = %url, "clinic service listening, deciding remotely");
@@ -56,7 +57,6 @@ async fn main() -> Result<(), BoxError> {
         addr.port()
     );
 
-    let telemetry = Telemetry::builder().build()?;
     let app =
         app(db, pdp, jwt, masker()?, telemetry).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
