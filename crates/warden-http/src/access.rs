@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use http::Method;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::request::Parts;
 use serde_json::{Map, Value};
@@ -93,6 +94,7 @@ pub(crate) fn is_grpc(parts: &Parts) -> bool {
 pub(crate) fn build(
     parts: &mut Parts,
     subjects: &SubjectSource,
+    head_as_get: bool,
 ) -> Result<(AccessRequest, AuthStrength), Refusal> {
     let (subject, anonymous) = subjects.resolve(parts)?;
     let strength = AuthStrength {
@@ -132,9 +134,16 @@ pub(crate) fn build(
     {
         context.insert("client_ip".into(), addr.ip().to_string().into());
     }
+    // axum answers `HEAD` with the `GET` handler: decided as the `GET` it is, unless opted out.
+    let action = if head_as_get && parts.method == Method::HEAD {
+        context.insert("method".into(), "HEAD".into());
+        Action::new(Method::GET.as_str())
+    } else {
+        Action::new(parts.method.as_str())
+    };
     let request = AccessRequest {
         subject,
-        action: Action::new(parts.method.as_str()),
+        action,
         resource,
         context,
     };
@@ -142,29 +151,38 @@ pub(crate) fn build(
 }
 
 fn resource(parts: &mut Parts) -> Result<Resource, Refusal> {
-    // gRPC: tonic dispatches on the exact path `/package.Service/Method`, so the path names the
-    // method. Inside an axum router tonic's services are routed as `/package.Service/{*rest}`;
-    // a gRPC content type on any other matched route is not a gRPC call and is named as a route.
-    if is_grpc(parts) && matched_route(parts).is_none_or(|route| route.ends_with("/{*rest}")) {
-        let path = parts.uri.path();
-        let (service, method) = path
-            .strip_prefix('/')
-            .and_then(|p| p.split_once('/'))
-            .unwrap_or(("", ""));
-        return Ok(Resource::new("rpc", path)
-            .with_property("service", service)
-            .with_property("method", method));
+    let matched = matched_route(parts).map(str::to_owned);
+    // gRPC: tonic dispatches on the exact path `/package.Service/Method`, so that path names the
+    // method, but only where a gRPC server routes it: outside of any axum router (a tonic
+    // `Server::layer`), or on the `/package.Service/{*rest}` route tonic's services get inside
+    // an axum router. The content type alone never names a request: inside a router, a request
+    // that matched no route is `<unmatched>` whatever its headers say, and a path that is not a
+    // plain `/service/method` (`/pkg.Service/../../admin`) names no method.
+    if is_grpc(parts) {
+        let grpc_routed = match &matched {
+            None => !inside_router(parts),
+            Some(route) => route.ends_with("/{*rest}"),
+        };
+        if grpc_routed && let Some((service, method)) = grpc_method(parts.uri.path()) {
+            let (service, method) = (service.to_owned(), method.to_owned());
+            return Ok(Resource::new("rpc", parts.uri.path())
+                .with_property("service", service)
+                .with_property("method", method));
+        }
     }
     #[cfg(feature = "axum")]
-    if let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() {
-        let mut resource = Resource::new("route", route.as_str());
-        resource
-            .properties
-            .insert("params".into(), Value::Object(path_params(parts)?));
-        resource
-            .properties
-            .insert("query".into(), Value::Object(query(parts.uri.query())));
-        return Ok(resource);
+    {
+        let route = matched.or_else(|| nested_service_route(parts));
+        if let Some(route) = route {
+            let mut resource = Resource::new("route", route);
+            resource
+                .properties
+                .insert("params".into(), Value::Object(path_params(parts)?));
+            resource
+                .properties
+                .insert("query".into(), Value::Object(query(parts.uri.query())));
+            return Ok(resource);
+        }
     }
     Ok(Resource::new("route", UNMATCHED_ROUTE))
 }
@@ -178,8 +196,79 @@ pub(crate) fn matched_route(parts: &Parts) -> Option<&str> {
     None
 }
 
+/// `("package.Service", "Method")` for a plain gRPC method path, `None` for anything else.
+fn grpc_method(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let ident = |s: &str, dots: bool| {
+        s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (dots && b == b'.'))
+            && !s.contains("..")
+            && !s.ends_with('.')
+    };
+    (ident(service, true) && ident(method, false)).then_some((service, method))
+}
+
+/// Whether an axum router routed the request to this layer (as a route or as its fallback).
+fn inside_router(parts: &Parts) -> bool {
+    #[cfg(feature = "axum")]
+    if parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .is_some()
+    {
+        return true;
+    }
+    let _ = parts;
+    false
+}
+
+/// The template of a service nested with `Router::nest_service` (`/files/{*rest}`): axum keeps
+/// it in a private extension and names no `MatchedPath`, so a probe router with a single
+/// `/{*rest}` route is asked to append its route to it, as axum does for nested routers. The
+/// tail itself is not a path parameter (axum hides it from them too).
 #[cfg(feature = "axum")]
-fn path_params(parts: &mut Parts) -> Result<Map<String, Value>, Refusal> {
+fn nested_service_route(parts: &mut Parts) -> Option<String> {
+    use std::sync::LazyLock;
+    use std::task::{Context, Poll, Waker};
+
+    use axum::extract::MatchedPath;
+    use tower_service::Service;
+
+    static PROBE: LazyLock<axum::Router> = LazyLock::new(|| {
+        axum::Router::new().route(
+            "/{*rest}",
+            axum::routing::any(|matched: MatchedPath| async move { axum::Extension(matched) }),
+        )
+    });
+
+    // Only inside a router: a fallback gets the probe's own route back, a nested service the
+    // template axum keeps for it.
+    if !inside_router(parts) {
+        return None;
+    }
+    let mut request = http::Request::new(axum::body::Body::empty());
+    *request.uri_mut() = parts.uri.clone();
+    *request.extensions_mut() = parts.extensions.clone();
+    request
+        .extensions_mut()
+        .remove::<axum::extract::OriginalUri>();
+    let mut router = PROBE.clone();
+    let mut future = std::pin::pin!(router.call(request));
+    let mut cx = Context::from_waker(Waker::noop());
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+        return None;
+    };
+    let route = response.extensions().get::<MatchedPath>()?.as_str();
+    // Without a nested prefix the probe names its own route: not a nested service.
+    (route != "/{*rest}").then(|| route.to_owned())
+}
+
+/// axum's raw path parameters of the request; `Err` when one is not valid UTF-8.
+#[cfg(feature = "axum")]
+fn raw_params(parts: &mut Parts) -> Option<Result<axum::extract::RawPathParams, ()>> {
     use axum::extract::{FromRequestParts, RawPathParams};
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
@@ -189,14 +278,23 @@ fn path_params(parts: &mut Parts) -> Result<Map<String, Value>, Refusal> {
     let mut future = std::pin::pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     match future.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(params)) => Ok(params
+        Poll::Ready(Ok(params)) => Some(Ok(params)),
+        Poll::Ready(Err(_)) => Some(Err(())),
+        Poll::Pending => None,
+    }
+}
+
+#[cfg(feature = "axum")]
+fn path_params(parts: &mut Parts) -> Result<Map<String, Value>, Refusal> {
+    match raw_params(parts) {
+        Some(Ok(params)) => Ok(params
             .iter()
             .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
             .collect()),
-        Poll::Ready(Err(_)) => Err(Refusal::BadRequest(
+        Some(Err(())) => Err(Refusal::BadRequest(
             "a path parameter is not valid UTF-8 once percent-decoded",
         )),
-        Poll::Pending => Ok(Map::new()),
+        None => Ok(Map::new()),
     }
 }
 

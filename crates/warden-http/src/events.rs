@@ -10,6 +10,11 @@ use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
 use crate::access::{UNMATCHED_ROUTE, matched_route};
 use crate::respond::Refusal;
 
+/// The error class of a withheld event whose response was an error (4xx, 5xx) with a body that
+/// could not be redacted: its status went out with a problem+json body instead. Not a policy or
+/// PEP error: usually a client's malformed request.
+pub(crate) const ERROR_REPLACED: &str = "error_replaced";
+
 /// An event for a request refused before any access request was built (no or bad credentials).
 pub(crate) fn refused_early(telemetry: &Telemetry, parts: &Parts, grpc: bool, started: Instant) {
     let resource = if grpc {
@@ -67,6 +72,12 @@ pub(crate) fn decided(
         event.policy = Some(d.policy.clone());
         event.fallback = d.fallback.map(|f| f.as_str().to_owned());
         event.cache_hit = d.cache_hit;
+        if !d.reasons.is_empty() {
+            event.attributes.insert(
+                "reasons".into(),
+                serde_json::to_value(&d.reasons).unwrap_or(Value::Null),
+            );
+        }
         event.obligations = d
             .obligations
             .iter()
@@ -88,6 +99,22 @@ pub(crate) fn decided(
     event
 }
 
+/// A decision's reasons on one line for the log: `code: message; …`.
+pub(crate) fn reasons_line(reasons: &[warden_decision::Reason]) -> String {
+    let mut line = String::new();
+    for reason in reasons {
+        if !line.is_empty() {
+            line.push_str("; ");
+        }
+        if let Some(code) = &reason.code {
+            line.push_str(code);
+            line.push_str(": ");
+        }
+        line.push_str(&reason.message);
+    }
+    line
+}
+
 /// Completes a [`decided`] event with what the PEP did, and why.
 pub(crate) fn verdict(
     event: &mut DecisionEvent,
@@ -100,7 +127,7 @@ pub(crate) fn verdict(
         Err(Refusal::StepUp(..)) => Outcome::StepUp,
         Err(Refusal::Unauthenticated | Refusal::InvalidToken(_)) => Outcome::Unauthenticated,
         Err(Refusal::Unavailable) => Outcome::Unavailable,
-        Err(Refusal::Withheld(_)) => Outcome::Withheld,
+        Err(Refusal::Withheld(_) | Refusal::ErrorReplaced(..)) => Outcome::Withheld,
         Err(Refusal::Denied(_) | Refusal::BadRequest(_)) => Outcome::Deny,
     };
     event.outcome = outcome;

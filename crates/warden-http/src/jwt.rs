@@ -13,8 +13,8 @@ use crate::error::ConfigError;
 ///
 /// A token is accepted only when its header names the algorithm of a configured key (and that
 /// key's `kid`, when the key has one), its signature verifies, it carries `exp` and `sub`, it has
-/// not expired and is not used before `nbf`, and its issuer and audience match when they are
-/// configured. `alg: none` and every algorithm without a configured key are refused.
+/// not expired and is not used before `nbf`, and — when they are configured — it carries an
+/// `iss` equal to the issuer (a single string) and an `aud` holding the audience. `alg: none` and every algorithm without a configured key are refused.
 ///
 /// ```
 /// use warden_http::JwtVerifier;
@@ -187,7 +187,7 @@ impl JwtVerifier {
         self
     }
 
-    /// Requires the `iss` claim to equal `issuer`.
+    /// Requires the `iss` claim: present, a string, equal to `issuer`.
     #[must_use]
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
@@ -195,7 +195,7 @@ impl JwtVerifier {
         self
     }
 
-    /// Requires the `aud` claim to contain `audience`.
+    /// Requires the `aud` claim: present, `audience` or an array of strings holding it.
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
@@ -266,6 +266,31 @@ impl JwtVerifier {
         Ok(())
     }
 
+    /// The configured issuer and audience, checked again on the claims themselves: `iss` must
+    /// be the one string configured (an array of issuers is refused), `aud` the configured
+    /// audience or an array of strings that holds it.
+    fn check_issuer_and_audience(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
+        if let Some(issuer) = &self.issuer
+            && claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
+        {
+            return Err(TokenError::Claims);
+        }
+        if let Some(audience) = &self.audience {
+            let holds = match claims.get("aud") {
+                Some(Value::String(aud)) => aud == audience,
+                Some(Value::Array(auds)) => {
+                    auds.iter().all(Value::is_string)
+                        && auds.iter().any(|a| a.as_str() == Some(audience.as_str()))
+                }
+                _ => false,
+            };
+            if !holds {
+                return Err(TokenError::Claims);
+            }
+        }
+        Ok(())
+    }
+
     fn verify_signature(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         // `decode_header` refuses `alg: none` and every algorithm it does not know.
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
@@ -283,7 +308,15 @@ impl JwtVerifier {
         let mut validation = Validation::new(key.algorithm);
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken checks `iss` and `aud` only when present: configured, they are required.
+        let mut required = vec!["exp", "sub"];
+        if self.issuer.is_some() {
+            required.push("iss");
+        }
+        if self.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
         }
@@ -306,6 +339,7 @@ impl JwtVerifier {
                     _ => TokenError::Malformed,
                 }
             })?;
+        self.check_issuer_and_audience(&data.claims)?;
         let subject = match data.claims.get("sub") {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => return Err(TokenError::Claims),
@@ -350,6 +384,53 @@ mod tests {
         assert!(
             open.verify(&token).is_ok(),
             "the original keeps its configuration"
+        );
+    }
+
+    #[test]
+    fn a_configured_issuer_or_audience_must_be_present_and_match() {
+        let strict = verifier().issuer("https://idp").audience("api");
+        let ok = json!({"iss": "https://idp", "aud": "api"});
+        let token = |extra: Value| TestTokens::hs256(&TestTokens::claims("a", extra));
+        assert!(strict.verify(&token(ok)).is_ok());
+        assert!(
+            strict
+                .verify(&token(json!({"iss": "https://idp", "aud": ["x", "api"]})))
+                .is_ok()
+        );
+        for claims in [
+            json!({"aud": "api"}),
+            json!({"iss": "https://idp"}),
+            json!({}),
+            json!({"iss": ["https://idp"], "aud": "api"}),
+            json!({"iss": ["https://idp", "https://evil"], "aud": "api"}),
+            json!({"iss": "https://idp", "aud": ["x"]}),
+            json!({"iss": "https://idp", "aud": [["api"]]}),
+            json!({"iss": "https://idp", "aud": null}),
+            json!({"iss": null, "aud": "api"}),
+            json!({"iss": "https://idp/", "aud": "api"}),
+        ] {
+            assert_eq!(
+                strict.verify(&token(claims.clone())),
+                Err(TokenError::Claims),
+                "{claims}"
+            );
+        }
+        let issuer_only = verifier().issuer("https://idp");
+        assert!(
+            issuer_only
+                .verify(&token(json!({"iss": "https://idp"})))
+                .is_ok()
+        );
+        assert_eq!(
+            issuer_only.verify(&token(json!({}))),
+            Err(TokenError::Claims)
+        );
+        let audience_only = verifier().audience("api");
+        assert!(audience_only.verify(&token(json!({"aud": "api"}))).is_ok());
+        assert_eq!(
+            audience_only.verify(&token(json!({}))),
+            Err(TokenError::Claims)
         );
     }
 

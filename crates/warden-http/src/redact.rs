@@ -255,6 +255,21 @@ pub(crate) fn prepare_request(parts: &mut http::request::Parts) {
     );
 }
 
+/// Whether the request asks to switch protocols: an HTTP/1.1 `Upgrade` (WebSocket and others)
+/// or a `CONNECT` (HTTP/2 extended CONNECT, RFC 8441, and tunnels). What goes over the
+/// switched connection never passes the PEP, so no response obligation can be carried out on it.
+pub(crate) fn asks_to_switch_protocols(parts: &http::request::Parts) -> bool {
+    parts.method == http::Method::CONNECT
+        || parts.headers.contains_key(header::UPGRADE)
+        || parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
 /// A redaction due on a response.
 #[derive(Debug, Clone)]
 pub(crate) struct Redaction {
@@ -283,10 +298,17 @@ impl Redaction {
         for name in &self.plan.headers {
             parts.headers.remove(name);
         }
+        let status = parts.status;
+        // After a 101 the connection carries whatever the handler writes, past any inspection;
+        // another 1xx as the final response has no body to inspect either.
+        if status.is_informational() {
+            return Verdict::Withhold(format!(
+                "a {status} response cannot be inspected for the redaction it is due"
+            ));
+        }
         if !self.plan.has_paths() {
             return Verdict::Pass;
         }
-        let status = parts.status;
         if status == StatusCode::PARTIAL_CONTENT || status == StatusCode::NOT_MODIFIED {
             return Verdict::Withhold(format!("a {status} response cannot be redacted"));
         }
@@ -298,7 +320,7 @@ impl Redaction {
         for name in RESPONSE_HEADERS_TO_DROP {
             parts.headers.remove(name);
         }
-        if self.head || status.is_informational() || status == StatusCode::NO_CONTENT {
+        if self.head || status == StatusCode::NO_CONTENT {
             return Verdict::Empty;
         }
         if declared_length.is_some_and(|n| n > self.limit as u64) {

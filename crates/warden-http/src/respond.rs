@@ -24,12 +24,48 @@ pub(crate) enum Refusal {
     Unavailable,
     /// The response could not be redacted as the decision demands, so it is not sent.
     Withheld(DecisionId),
+    /// An error response whose body could not be redacted: its status and safe headers, with a
+    /// problem+json body.
+    ErrorReplaced(Box<Replaced>, DecisionId),
     /// A path parameter is not valid UTF-8 once decoded.
     #[cfg_attr(
         not(feature = "axum"),
         expect(dead_code, reason = "path parameters come from axum's router")
     )]
     BadRequest(&'static str),
+}
+
+/// What an error response keeps when its body is replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Replaced {
+    status: StatusCode,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+impl Replaced {
+    /// The headers a client needs to act on an error (the response's redacted headers are
+    /// already gone).
+    const KEPT: [http::HeaderName; 3] = [
+        WWW_AUTHENTICATE,
+        http::header::RETRY_AFTER,
+        http::header::ALLOW,
+    ];
+
+    pub(crate) fn of(head: &http::response::Parts) -> Self {
+        let headers = Self::KEPT
+            .iter()
+            .flat_map(|name| {
+                head.headers
+                    .get_all(name)
+                    .iter()
+                    .map(|value| (name.clone(), value.clone()))
+            })
+            .collect();
+        Self {
+            status: head.status,
+            headers,
+        }
+    }
 }
 
 /// gRPC status codes the PEP answers with.
@@ -50,6 +86,7 @@ impl Refusal {
             Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Withheld(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ErrorReplaced(replaced, _) => replaced.status,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -61,7 +98,7 @@ impl Refusal {
             }
             Self::Denied(_) => grpc_code::PERMISSION_DENIED,
             Self::Unavailable => grpc_code::UNAVAILABLE,
-            Self::Withheld(_) => grpc_code::INTERNAL,
+            Self::Withheld(_) | Self::ErrorReplaced(..) => grpc_code::INTERNAL,
             Self::BadRequest(_) => grpc_code::INVALID_ARGUMENT,
         }
     }
@@ -74,13 +111,20 @@ impl Refusal {
             Self::StepUp(..) => "a different authentication level is required".into(),
             Self::Unavailable => "no policy decision could be made; try again later".into(),
             Self::Withheld(_) => "response withheld by policy".into(),
+            Self::ErrorReplaced(..) => {
+                "the error response was replaced: its body cannot be redacted as policy demands"
+                    .into()
+            }
             Self::BadRequest(what) => (*what).into(),
         }
     }
 
     fn decision_id(&self) -> Option<DecisionId> {
         match self {
-            Self::Denied(id) | Self::StepUp(_, id) | Self::Withheld(id) => Some(*id),
+            Self::Denied(id)
+            | Self::StepUp(_, id)
+            | Self::Withheld(id)
+            | Self::ErrorReplaced(_, id) => Some(*id),
             _ => None,
         }
     }
@@ -119,7 +163,11 @@ impl Refusal {
         if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::try_from(c).ok()) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Self::ErrorReplaced(replaced, _) = self {
+            for (name, value) in &replaced.headers {
+                headers.append(name.clone(), value.clone());
+            }
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

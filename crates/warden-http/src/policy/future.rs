@@ -228,7 +228,7 @@ where
                             )));
                         }
                         Verdict::Withhold(reason) => {
-                            this.state.set(withhold(&due, &reason));
+                            this.state.set(withhold(&due, &reason, Some(&head)));
                         }
                         Verdict::Buffer { gzip } => this.state.set(State::Buffering {
                             body,
@@ -255,6 +255,7 @@ where
                                     Some(withhold(
                                         due,
                                         "the body is larger than the redaction limit",
+                                        head.as_ref(),
                                     ))
                                 } else {
                                     while data.has_remaining() {
@@ -269,7 +270,11 @@ where
                             // Trailers of a body that is being replaced are dropped.
                             Err(_) => None,
                         },
-                        Some(Err(_)) => Some(withhold(due, "the body failed while it was read")),
+                        Some(Err(_)) => Some(withhold(
+                            due,
+                            "the body failed while it was read",
+                            head.as_ref(),
+                        )),
                         None => match due.redaction.redact_body(buffer, *gzip) {
                             Ok(redacted) => {
                                 let Some(mut head) = head.take() else {
@@ -287,7 +292,7 @@ where
                                     ResponseBody::policy(redacted),
                                 )));
                             }
-                            Err(reason) => Some(withhold(due, &reason)),
+                            Err(reason) => Some(withhold(due, &reason, head.as_ref())),
                         },
                     };
                     if let Some(state) = next {
@@ -308,23 +313,51 @@ where
     }
 }
 
-/// The state that answers "response withheld by policy", after saying why.
-fn withhold<F, S, B, ResBody>(due: &Due, reason: &str) -> State<F, S, B, ResBody> {
+/// The state that answers "response withheld by policy", after saying why. An error response
+/// (4xx, 5xx) whose body cannot be redacted keeps its status and gets a problem+json body
+/// instead: the client's own mistake is not an alert for the operator.
+fn withhold<F, S, B, ResBody>(
+    due: &Due,
+    reason: &str,
+    head: Option<&http::response::Parts>,
+) -> State<F, S, B, ResBody> {
+    let error_status = head
+        .map(|head| head.status)
+        .filter(|status| status.is_client_error() || status.is_server_error());
+    let class = match error_status {
+        Some(_) => crate::events::ERROR_REPLACED,
+        None => ErrorClass::ObligationUnsupported.as_str(),
+    };
     if let Some((telemetry, event)) = &due.withheld {
         let mut event = event.clone();
         event.outcome = Outcome::Withheld;
         event.obligations.clear();
-        event.error_class = Some(ErrorClass::ObligationUnsupported.as_str().to_owned());
+        event.error_class = Some(class.to_owned());
         telemetry.emit(event);
     }
-    tracing::warn!(
-        target: "warden::redaction",
-        decision_id = %due.decision,
-        reason,
-        "response withheld: it cannot be redacted as the decision demands"
-    );
+    let refusal = match (error_status, head) {
+        (Some(status), Some(head)) => {
+            tracing::info!(
+                target: "warden::redaction",
+                decision_id = %due.decision,
+                status = status.as_u16(),
+                reason,
+                "error response body replaced: it cannot be redacted as the decision demands"
+            );
+            Refusal::ErrorReplaced(Box::new(crate::respond::Replaced::of(head)), due.decision)
+        }
+        _ => {
+            tracing::warn!(
+                target: "warden::redaction",
+                decision_id = %due.decision,
+                reason,
+                "response withheld: it cannot be redacted as the decision demands"
+            );
+            Refusal::Withheld(due.decision)
+        }
+    };
     State::Refused {
-        refusal: Some(Refusal::Withheld(due.decision)),
+        refusal: Some(refusal),
         grpc: due.grpc,
     }
 }
@@ -424,6 +457,17 @@ fn decide<S, B>(
         );
     }
     if !decision.allowed {
+        // The policy's reasons never reach the caller; they are logged under the decision id
+        // the caller sees, so support can say why from the id alone.
+        tracing::info!(
+            target: "warden::decision",
+            decision_id = %decision.id,
+            subject = %request.subject.id,
+            action = %request.action.name,
+            resource = %request.resource.id,
+            reasons = %events::reasons_line(&decision.reasons),
+            "denied"
+        );
         // A caller without credentials is asked to authenticate rather than told "forbidden".
         let refusal = if pending.strength.anonymous {
             Refusal::Unauthenticated
@@ -464,6 +508,18 @@ fn decide<S, B>(
             ));
         }
     };
+    if plan.is_some() && redact::asks_to_switch_protocols(&parts) {
+        // The handler would write to the switched connection, past the redaction.
+        tracing::warn!(
+            target: "warden::redaction",
+            decision_id = %decision.id,
+            "protocol switch refused: the decision demands a redaction of the response"
+        );
+        return Err((
+            Refusal::Withheld(decision.id),
+            Some(ErrorClass::ObligationUnsupported),
+        ));
+    }
     let redaction = plan.map(|plan| {
         if plan.has_paths() {
             redact::prepare_request(&mut parts);

@@ -25,6 +25,7 @@ pub(crate) struct Config {
     pub(crate) redaction_limit: usize,
     pub(crate) paths: Arc<PathCache>,
     pub(crate) telemetry: Option<Telemetry>,
+    pub(crate) head_as_get: bool,
 }
 
 /// The largest body the PEP buffers to redact by default (4 MiB); a larger one is withheld.
@@ -83,6 +84,7 @@ impl PolicyLayer {
                 redaction_limit: DEFAULT_REDACTION_LIMIT,
                 paths: Arc::new(PathCache::default()),
                 telemetry: None,
+                head_as_get: true,
             }),
         }
     }
@@ -147,6 +149,17 @@ impl PolicyLayer {
     /// [`DEFAULT_REDACTION_LIMIT`]); a larger one is withheld, never sent unredacted.
     pub fn redaction_limit(mut self, bytes: usize) -> Self {
         self.config().redaction_limit = bytes;
+        self
+    }
+}
+
+impl PolicyLayer {
+    /// Whether a `HEAD` request is decided as the `GET` it is (default `true`): axum, like most
+    /// servers, answers `HEAD` with the route's `GET` handler, so a policy that denies `GET`
+    /// denies `HEAD` too. The access request's `context.method` then says `HEAD`. With `false`
+    /// the action is `HEAD` and the policy must name it wherever it names `GET`.
+    pub fn head_as_get(mut self, yes: bool) -> Self {
+        self.config().head_as_get = yes;
         self
     }
 }

@@ -53,7 +53,7 @@ where
         let started = Instant::now();
         let (mut parts, body) = request.into_parts();
         let grpc = access::is_grpc(&parts);
-        match access::build(&mut parts, &self.config.subjects) {
+        match access::build(&mut parts, &self.config.subjects, self.config.head_as_get) {
             Err(refusal) => {
                 if let Some(telemetry) = &self.config.telemetry {
                     events::refused_early(telemetry, &parts, grpc, started);
