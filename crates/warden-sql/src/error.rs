@@ -143,7 +143,7 @@ impl fmt::Display for DenyReason {
             Self::StatementKind(kind) => write!(f, "`{kind}` statements are not allowed"),
             Self::Unsupported(what) => write!(f, "{what} is not supported"),
             Self::SystemCatalog(name) => write!(f, "system catalog `{name}` is not allowed"),
-            // The policy's reasons are for logs, never for the caller (DESIGN §2).
+            // The policy's reasons are for logs, never for the caller.
             Self::NotPermitted { action, table, .. } => {
                 write!(f, "the policy does not permit `{action}` on `{table}`")
             }
