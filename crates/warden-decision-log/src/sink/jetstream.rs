@@ -55,6 +55,14 @@ impl JetStreamSink {
         }
     }
 
+    /// How long to wait for the server's acknowledgement of a message (default 5 s); a batch
+    /// not acknowledged in time is shipped again.
+    #[must_use]
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.js.set_timeout(timeout);
+        self
+    }
+
     /// How long the stream remembers message ids to drop redeliveries (default 10 minutes;
     /// applies when the sink creates the stream).
     #[must_use]

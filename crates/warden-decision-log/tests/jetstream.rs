@@ -1,0 +1,199 @@
+//! The JetStream sink against real NATS servers: under load, masked before the wire,
+//! deduplicated by decision id, through a server stop and restart, synchronously failing closed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code outside #[test] functions: a failure fails the test"
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{PrivateNats, delete_stream, event, id_counts, read_stream, shared_nats, unique};
+use warden_decision::{AccessRequest, Action, Pdp, PdpError, Resource, Subject};
+use warden_decision_log::{DecisionLog, JetStreamSink, LoggedPdp, Mask, Mode, Rules, Sink};
+use warden_telemetry::Outcome;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ships_a_load_masked_with_regulations_and_deduplicates_redeliveries() {
+    let Some(url) = shared_nats() else { return };
+    let stream = unique("WARDEN_DL_LOAD");
+    let prefix = unique("warden.test");
+    let sink = Arc::new(
+        JetStreamSink::connect(&url, &stream, &prefix)
+            .await
+            .unwrap(),
+    );
+    let log = DecisionLog::builder_arc(sink.clone())
+        .mode(Mode::Memory { capacity: 20_000 })
+        .rules(
+            Rules::new()
+                .mask("/attributes/email", Mask::Replace("[MASKED]".into()))
+                .mask("/subject", Mask::Remove),
+        )
+        .regulations("clinic", ["HIPAA 164.312(a)(1)", "HIPAA 164.312(b)"])
+        .build()
+        .unwrap();
+    let n = 5_000;
+    for i in 0..n {
+        let outcome = if i % 3 == 0 {
+            Outcome::Deny
+        } else {
+            Outcome::Permit
+        };
+        log.log(&event(&format!("load-{i:05}"), outcome));
+    }
+    assert!(log.flush(Duration::from_secs(60)).await, "all shipped");
+    assert_eq!(log.metrics().shipped(), n);
+    assert_eq!(log.metrics().dropped(), 0);
+    assert_eq!(log.queue_depth(), 0);
+
+    let messages = read_stream(&url, &stream).await;
+    assert_eq!(messages.len() as u64, n);
+    let wire = serde_json::to_string(&messages).unwrap();
+    assert!(!wire.contains("alice"), "masked before the wire");
+    let (id, body) = &messages[0];
+    assert_eq!(
+        id,
+        body["decision_id"].as_str().unwrap(),
+        "message id = decision id"
+    );
+    assert_eq!(body["attributes"]["email"], "[MASKED]");
+    assert_eq!(
+        body["regulations"],
+        serde_json::json!(["HIPAA 164.312(a)(1)", "HIPAA 164.312(b)"])
+    );
+    assert_eq!(body["policy"]["revision"], "1.0.0");
+
+    // A batch shipped again (an acknowledgement lost) is stored once.
+    let again: Vec<_> = (0..100)
+        .map(|i| {
+            log.record(&event(&format!("load-{i:05}"), Outcome::Deny))
+                .unwrap()
+        })
+        .collect();
+    sink.ship(&again).await.unwrap();
+    assert_eq!(read_stream(&url, &stream).await.len() as u64, n);
+    delete_stream(&url, &stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_logged_while_the_server_is_down_are_shipped_once_it_is_back() {
+    let Some(mut nats) = PrivateNats::start() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(unique("warden-dl-restart"));
+    let sink = JetStreamSink::connect(&nats.url(), "DECISIONS", "warden.decisions")
+        .await
+        .unwrap()
+        .ack_timeout(Duration::from_secs(1));
+    let log = DecisionLog::builder(sink)
+        .mode(Mode::Disk {
+            dir: dir.clone(),
+            max_bytes: 64 << 20,
+        })
+        .build()
+        .unwrap();
+    for i in 0..1_000 {
+        log.log(&event(&format!("before-{i:04}"), Outcome::Deny));
+    }
+    assert!(log.flush(Duration::from_secs(30)).await);
+    nats.stop();
+    for i in 0..1_000 {
+        log.log(&event(&format!("during-{i:04}"), Outcome::Deny));
+    }
+    let started = Instant::now();
+    while log.metrics().failed() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the failed attempts are counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        log.queue_depth(),
+        1_000,
+        "kept on disk while the sink is down"
+    );
+    assert!(
+        log.render_prometheus()
+            .contains("warden_decision_log_queue_depth{sink=\"jetstream\"} 1000")
+    );
+    nats.resume();
+    assert!(
+        log.flush(Duration::from_secs(60)).await,
+        "shipped after the restart"
+    );
+    let messages = read_stream(&nats.url(), "DECISIONS").await;
+    let counts = id_counts(&messages);
+    assert_eq!(counts.len(), 2_000);
+    assert!(counts.values().all(|c| *c == 1), "no duplicates");
+    assert_eq!(log.metrics().dropped(), 0);
+    drop(log);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_logging_with_the_sink_down_fails_closed() {
+    let Some(mut nats) = PrivateNats::start() else {
+        return;
+    };
+    let sink = JetStreamSink::connect(&nats.url(), "DECISIONS", "warden.decisions")
+        .await
+        .unwrap();
+    let log = DecisionLog::builder(sink)
+        .sync_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let pdp = LoggedPdp::new(warden_test::StaticPdp::permit(), log.clone())
+        .synchronous_when(|r| r.resource.id == "/patients/{id}");
+    let marked = AccessRequest::new(
+        Subject::new("user", "alice"),
+        Action::new("GET"),
+        Resource::new("route", "/patients/{id}"),
+    );
+    let unmarked = AccessRequest::new(
+        Subject::new("user", "alice"),
+        Action::new("GET"),
+        Resource::new("route", "/health"),
+    );
+    // Up: the permit comes back once the sink acknowledged it.
+    assert!(pdp.decide(&marked).await.unwrap().allowed);
+    assert_eq!(log.metrics().shipped(), 1);
+
+    nats.stop();
+    let started = Instant::now();
+    let refused = pdp.decide(&marked).await;
+    assert!(
+        matches!(refused, Err(PdpError::Unavailable { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "bounded by the sync timeout"
+    );
+    assert_eq!(log.metrics().failed(), 1);
+    // A route that is not marked is not held up by the sink.
+    let started = Instant::now();
+    assert!(pdp.decide(&unmarked).await.unwrap().allowed);
+    assert!(started.elapsed() < Duration::from_millis(200));
+
+    // Through the HTTP PEP the refusal is a 503, never the handler's answer.
+    use tower::ServiceExt;
+    let app = axum::Router::new()
+        .route("/patients/{id}", axum::routing::get(|| async { "patient" }))
+        .layer(warden_http::PolicyLayer::new(pdp).allow_anonymous());
+    let response = app
+        .oneshot(
+            http::Request::get("/patients/7")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+}
