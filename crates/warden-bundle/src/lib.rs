@@ -22,16 +22,22 @@
 //! assert!(matches!(verifier.verify(&signed[..signed.len() / 2]), Err(BundleError::Archive(_))));
 //! ```
 
+pub mod agent;
 mod build;
 mod error;
 pub mod format;
 mod keys;
+pub mod source;
+pub mod status;
 mod verify;
 
+pub use agent::{Activate, Activation, Agent, AgentConfig, Offered};
 pub use build::BundleBuilder;
 pub use error::BundleError;
 pub use format::{FileEntry, Manifest, PackageEntry, Scope};
 pub use keys::{PublicKey, SecretKey};
+pub use source::{BundleSource, SourceError};
+pub use status::InstanceStatus;
 pub use verify::{Bundle, Verifier};
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ mod policy;
 mod revision;
 mod routes;
 mod search;
+mod source;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -85,6 +86,8 @@ pub const DEFAULT_OPA_PATH: &str = "warden/decision";
 enum Source {
     Dir(PathBuf),
     Pdp,
+    /// Put in force by [`Server::activate_dirs`] (see [`ServerBuilder::external`]).
+    External,
 }
 
 /// What answers decisions right now.
@@ -109,6 +112,8 @@ pub(crate) struct State {
     pub(crate) scheme: &'static str,
     opa_path: Option<String>,
     watch: Option<Duration>,
+    /// The bundle agent's status document, for `/status`.
+    pub(crate) fleet_status: Mutex<Option<serde_json::Value>>,
 }
 
 /// Builds a [`Server`].
@@ -121,6 +126,7 @@ pub struct ServerBuilder {
     signed_metadata: Option<String>,
     opa_path: Option<String>,
     watch: Option<Duration>,
+    external: bool,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -133,6 +139,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("public_url", &self.public_url)
             .field("opa_path", &self.opa_path)
             .field("watch", &self.watch)
+            .field("external", &self.external)
             .finish()
     }
 }
@@ -213,6 +220,7 @@ impl ServerBuilder {
                     entities: Arc::default(),
                 })),
             ),
+            (None, _) if self.external => (Source::External, None),
             (None, Some(dir)) => (Source::Dir(dir), None),
             (None, None) => (Source::Dir(PathBuf::new()), None),
         };
@@ -229,6 +237,7 @@ impl ServerBuilder {
                 scheme: "http",
                 opa_path: self.opa_path,
                 watch: self.watch,
+                fleet_status: Mutex::new(None),
             }),
         }
     }
@@ -260,6 +269,7 @@ impl Server {
             signed_metadata: None,
             opa_path: None,
             watch: None,
+            external: false,
         }
     }
 

@@ -35,6 +35,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route(METADATA_PATH, get(metadata))
         .route("/v1/data/{*path}", post(crate::opa::data))
         .route("/health", get(health))
+        .route("/status", get(crate::source::status))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
