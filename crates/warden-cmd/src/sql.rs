@@ -159,7 +159,14 @@ impl Setup {
         if let Some(schema) = args.default_schema.clone().or(file_schema) {
             builder = builder.default_schema(schema);
         }
-        let policy = builder.build().map_err(|e| e.to_string())?;
+        let policy = builder.build().map_err(|e| match e {
+            // The library's message names the builder call; a CLI user needs the flag.
+            warden_sql::ConfigError::NoDefaultSchema(dialect) => format!(
+                "the {dialect} dialect needs a default schema (the current database): pass \
+                 `--default-schema NAME`, or give `default_schema` in the catalog file"
+            ),
+            e => e.to_string(),
+        })?;
         let mut pdp = RegoPdp::builder().directory(&args.policy);
         if let Some(rule) = &args.entrypoint {
             pdp = pdp.entrypoint(rule.clone());

@@ -329,3 +329,31 @@ fn help_shows_the_exit_statuses_and_usage_errors_exit_2() {
     let output = warden().arg("no-such-command").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn messages_name_the_flag_to_pass_not_the_api_call() {
+    let schema =
+        std::env::temp_dir().join(format!("warden-cli-schema-{}.json", std::process::id()));
+    std::fs::write(&schema, r#"{"tables": {"patients": ["id", "clinic_id"]}}"#).unwrap();
+    let output = warden()
+        .args(["sql", "rewrite", "--policy", "policies/clinic-data"])
+        .args([
+            "--subject",
+            r#"{"id": "nina", "properties": {"role": "nurse"}}"#,
+        ])
+        .args(["--dialect", "mysql", "--schema"])
+        .arg(&schema)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&schema);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A flag the dialect needs is missing: usage or configuration, never a deny.
+    assert!(
+        matches!(output.status.code(), Some(2 | 3)),
+        "{:?}: {stderr}",
+        output.status
+    );
+    assert!(stderr.contains("pass `--default-schema NAME`"), "{stderr}");
+    assert!(!stderr.contains("call `"), "{stderr}");
+}
