@@ -54,10 +54,7 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,warden_server=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    serve::init_logs(filter);
     match cli.command {
         Command::Eval(args) => block_on(eval::run(args)),
         Command::Serve(args) => block_on(serve::run(args)),

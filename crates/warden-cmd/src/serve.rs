@@ -1,5 +1,10 @@
 //! `warden serve`: the PDP server.
+//!
+//! Start-up fails closed: a policy directory that is missing or does not load ends the command
+//! with status 3 before it listens, unless `--wait-for-policy` asks it to serve `503` until the
+//! policies load. The policies are loaded once at start, then reloaded when they change.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +33,31 @@ pub(crate) struct ServeArgs {
     /// The URL clients reach the server at, for the AuthZEN metadata document.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Start even when the policies do not load (yet): answer 503 until they do. Without it a
+    /// missing or broken policy directory ends the command with status 3.
+    #[arg(long)]
+    wait_for_policy: bool,
+}
+
+/// Installs the log subscriber on stderr: text (coloured on a terminal) when stderr is a
+/// terminal, JSON lines otherwise; `WARDEN_LOG_FORMAT=json|text` decides instead. Colour is only
+/// ever written to a terminal.
+pub(crate) fn init_logs(filter: tracing_subscriber::EnvFilter) {
+    let terminal = std::io::stderr().is_terminal();
+    let json = match std::env::var("WARDEN_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !terminal,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(terminal);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
 }
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
@@ -41,10 +71,16 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         builder = builder.public_url(url);
     }
     let server = builder.build();
-    // Load before listening, so that a mistake in the policies is reported at once; the
-    // server keeps retrying when the files change.
+    // Load before listening, so that a mistake in the policies is reported at once and the
+    // server never answers from nothing. The serving loop does not load them again.
     if let Err(error) = server.load() {
         eprintln!("warden serve: {error}");
+        if !args.wait_for_policy {
+            eprintln!(
+                "warden serve: not started (--wait-for-policy serves 503 until the policies load)"
+            );
+            return Exit::Config.into();
+        }
         eprintln!("warden serve: serving anyway; /health answers 503 until the policies load");
     }
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
