@@ -317,7 +317,9 @@ fn corpus() -> Vec<Case> {
         case("on duplicate key update", "INSERT INTO patients (id, clinic_id, name) VALUES (4, 'c1', 'H') ON DUPLICATE KEY UPDATE name = 'H'", Denied("unsupported")).on(MY),
         case("replace", "REPLACE INTO patients (id, clinic_id, name) VALUES (4, 'c1', 'H')", Denied("unsupported")).on(MY),
         case("insert or replace", "INSERT OR REPLACE INTO patients (id, clinic_id, name) VALUES (4, 'c1', 'H')", Denied("unsupported")).on(LITE),
-        case("merge onto another clinic's row", "MERGE INTO patients p USING (SELECT 4 AS id, 'c1' AS clinic_id, 'M' AS name) s ON p.id = s.id WHEN MATCHED THEN UPDATE SET name = s.name WHEN NOT MATCHED THEN INSERT (id, clinic_id, name) VALUES (s.id, s.clinic_id, s.name)", Affected(0))
+        // The other clinic's row is not there for the nurse: the source row is not matched, and
+        // its insert collides with the hidden key (as with PostgreSQL's row-level security).
+        case("merge onto another clinic's row", "MERGE INTO patients p USING (SELECT 4 AS id, 'c1' AS clinic_id, 'M' AS name) s ON p.id = s.id WHEN MATCHED THEN UPDATE SET name = s.name WHEN NOT MATCHED THEN INSERT (id, clinic_id, name) VALUES (s.id, s.clinic_id, s.name)", DbError)
             .on(PG).verify("SELECT name FROM patients WHERE id = 4", one(vec![json!(["Dan"])])),
         case("merge inserting into the other clinic", "MERGE INTO patients p USING (SELECT 7 AS id, 'c2' AS clinic_id, 'Zed' AS name) s ON p.id = s.id WHEN NOT MATCHED THEN INSERT (id, clinic_id, name) VALUES (s.id, s.clinic_id, s.name)", Affected(0))
             .on(PG).verify("SELECT count(*) FROM patients WHERE id = 7", one(vec![json!([0])])),
@@ -332,6 +334,37 @@ fn corpus() -> Vec<Case> {
             .on(PG).verify("SELECT count(*) FROM visits WHERE reason = 'x'", one(vec![json!([0])])),
         case("delete using a masked value", "DELETE FROM visits v USING patients p WHERE p.id = v.patient_id AND p.ssn = '111-11-1111'", Affected(0))
             .on(PG).verify("SELECT count(*) FROM visits", one(vec![json!([6])])),
+        // ---- write guards: the caller's expressions run only on rows the filter admits -------
+        // Before the guard, the database evaluated these on the other clinic's rows first and
+        // its error quoted them (`invalid input syntax for type integer: "Dan"`).
+        case("update whose predicate fails on other rows", "UPDATE patients SET notes = 'x' WHERE id > 3 AND CAST(name AS INTEGER) = 1", Affected(0))
+            .on(PG).verify("SELECT count(*) FROM patients WHERE notes = 'x'", one(vec![json!([0])])),
+        case("update whose predicate fails on other rows (mariadb)", "UPDATE patients SET notes = 'x' WHERE id > 3 AND CAST(name AS DECIMAL) = 1", Affected(0))
+            .on(MY).verify("SELECT count(*) FROM patients WHERE notes = 'x'", one(vec![json!([0])])),
+        case("update whose predicate fails on other rows (sqlite)", "UPDATE patients SET notes = 'x' WHERE CASE WHEN id > 3 THEN json_extract(name, '$') END = 1", Affected(0))
+            .on(LITE).verify("SELECT count(*) FROM patients WHERE notes = 'x'", one(vec![json!([0])])),
+        case("delete whose predicate fails on other rows", "DELETE FROM visits WHERE id > 12 AND CAST(reason AS INTEGER) = 1", Affected(0))
+            .on(PG).verify("SELECT count(*) FROM visits", one(vec![json!([6])])),
+        case("delete whose predicate fails on other rows (mariadb)", "DELETE FROM visits WHERE id > 12 AND CAST(reason AS DECIMAL) = 1", Affected(0))
+            .on(MY).verify("SELECT count(*) FROM visits", one(vec![json!([6])])),
+        case("update from whose predicate fails on other rows", "UPDATE visits v SET reason = 'x' FROM patients p WHERE v.id > 12 AND p.id = 1 AND CAST(v.reason AS INTEGER) = 1", Affected(0))
+            .on(PG).verify("SELECT count(*) FROM visits WHERE reason = 'x'", one(vec![json!([0])])),
+        case("delete using whose predicate fails on other rows", "DELETE FROM visits v USING patients p WHERE v.id > 12 AND p.id = 1 AND CAST(v.reason AS INTEGER) = 1", Affected(0))
+            .on(PG).verify("SELECT count(*) FROM visits", one(vec![json!([6])])),
+        case("upsert whose condition fails on the other clinic's row", "INSERT INTO patients (id, clinic_id, name) VALUES (4, 'c1', 'x') ON CONFLICT (id) DO UPDATE SET notes = 'x' WHERE CAST(patients.name AS INTEGER) = 1", Affected(0))
+            .on(PG).verify("SELECT notes FROM patients WHERE id = 4", one(vec![json!(["hemophilia"])])),
+        case("upsert whose condition fails on the other clinic's row (sqlite)", "INSERT INTO patients (id, clinic_id, name) VALUES (4, 'c1', 'x') ON CONFLICT (id) DO UPDATE SET notes = 'x' WHERE json_extract(patients.name, '$') = 1", Affected(0))
+            .on(LITE).verify("SELECT notes FROM patients WHERE id = 4", one(vec![json!(["hemophilia"])])),
+        case("merge whose join condition fails on other rows", "MERGE INTO patients p USING (SELECT 4 AS id) s ON p.id = s.id AND CAST(p.name AS INTEGER) = 1 WHEN MATCHED THEN UPDATE SET notes = 'x'", Affected(0))
+            .on(PG).verify("SELECT count(*) FROM patients WHERE notes = 'x'", one(vec![json!([0])])),
+        case("merge whose clause condition fails on other rows", "MERGE INTO patients p USING (SELECT 4 AS id) s ON p.id = s.id WHEN MATCHED AND CAST(p.name AS INTEGER) = 1 THEN UPDATE SET notes = 'x'", Affected(0))
+            .on(PG).verify("SELECT count(*) FROM patients WHERE notes = 'x'", one(vec![json!([0])])),
+        case("merge whose new value fails on other rows", "MERGE INTO patients p USING (SELECT 4 AS id) s ON p.id = s.id WHEN MATCHED THEN UPDATE SET clinic_id = CAST(CAST(p.name AS INTEGER) AS TEXT)", Affected(0))
+            .on(PG).verify("SELECT clinic_id FROM patients WHERE id = 4", one(vec![json!(["c2"])])),
+        case("merge moving a row by a tuple assignment", "MERGE INTO patients p USING (SELECT 1 AS id) s ON p.id = s.id WHEN MATCHED THEN UPDATE SET (clinic_id, notes) = ('c2', 'x')", Denied("cannot_prove")).on(PG),
+        case("merge updating an own row by a tuple assignment", "MERGE INTO patients p USING (SELECT 1 AS id) s ON p.id = s.id WHEN MATCHED THEN UPDATE SET (name, notes) = ('Ada4', 'x')", Affected(1))
+            .on(PG).verify("SELECT name FROM patients WHERE id = 1", one(vec![json!(["Ada4"])])),
+        case("merge source matching only the other clinic inserts nothing of it", "MERGE INTO patients p USING (SELECT 4 AS id, 'c1' AS clinic_id, 'M' AS name) s ON p.id = s.id WHEN MATCHED THEN DELETE", Denied("not_permitted")).on(PG),
         // ---- other roles --------------------------------------------------------------------
         case("admin reads everything", "SELECT count(*) FROM patients", rows(vec![json!([5])])).by(Who::Admin),
         case("admin reads raw values", "SELECT ssn FROM patients WHERE id = 4", rows(vec![json!(["444-44-4444"])])).by(Who::Admin),

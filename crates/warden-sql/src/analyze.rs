@@ -18,7 +18,7 @@ use warden_decision::{MaskStrategy, Predicate};
 use crate::catalog::Catalog;
 use crate::dialect::DialectRules;
 use crate::error::DenyReason;
-use crate::filter::{Known, and, known, to_expr};
+use crate::filter::{Known, and, constant, known, to_expr};
 use crate::mask::Masks;
 
 type R<T = ()> = Result<T, DenyReason>;
@@ -593,7 +593,7 @@ impl<'a> Walker<'a> {
             );
         }
         if self.cfg.fence {
-            text.push_str(" OFFSET 0");
+            text.push_str(self.cfg.rules.fence());
         }
         text.push_str(") ");
         text.push_str(&outer.to_string());
@@ -845,10 +845,7 @@ impl<'a> Walker<'a> {
         if let Some(filter) = self.table_plan(&table).and_then(|tp| tp.filter.as_ref()) {
             self.check_assignments(&table, filter, &u.assignments, false)?;
             let f = self.filter_expr(filter, &qualifier, &table)?;
-            u.selection = Some(match u.selection.take() {
-                Some(w) => and(w, f),
-                None => f,
-            });
+            u.selection = Some(self.guard(f, u.selection.take()));
         }
         self.end_write();
         Ok(())
@@ -903,10 +900,7 @@ impl<'a> Walker<'a> {
         self.returning(&mut d.returning, &table, &qualifier, has_using)?;
         if let Some(filter) = self.table_plan(&table).and_then(|tp| tp.filter.as_ref()) {
             let f = self.filter_expr(filter, &qualifier, &table)?;
-            d.selection = Some(match d.selection.take() {
-                Some(w) => and(w, f),
-                None => f,
-            });
+            d.selection = Some(self.guard(f, d.selection.take()));
         }
         self.end_write();
         Ok(())
@@ -1059,10 +1053,7 @@ impl<'a> Walker<'a> {
                     if let OnConflictAction::DoUpdate(du) = &mut oc.action {
                         self.check_assignments(&table, filter, &du.assignments, true)?;
                         let f = self.filter_expr(filter, &qualifier, &table)?;
-                        du.selection = Some(match du.selection.take() {
-                            Some(w) => and(w, f),
-                            None => f,
-                        });
+                        du.selection = Some(self.guard(f, du.selection.take()));
                     }
                 }
                 Some(OnInsert::DuplicateKeyUpdate(_)) => {
@@ -1218,13 +1209,16 @@ impl<'a> Walker<'a> {
                 MergeAction::Delete { .. } | MergeAction::DoNothing { .. } => {}
             }
             let Some(filter) = filter else { continue };
-            let mut guard = None;
             match clause.clause_kind {
                 MergeClauseKind::Matched | MergeClauseKind::NotMatchedBySource => {
-                    guard = Some(self.filter_expr(filter, &qualifier, &table)?);
+                    // The clause's own condition and the new row's check are caller
+                    // expressions over the target row: evaluated only once the row filter
+                    // holds.
+                    let mut caller = clause.predicate.take();
                     if let MergeAction::Update(u) = &clause.action
                         && let MergeUpdateKind::Set(assignments) = &u.kind
                     {
+                        self.refuse_tuple_assignments(&table, filter, assignments)?;
                         let assigned: Vec<(String, &Expr)> = assignments
                             .iter()
                             .filter_map(|a| match &a.target {
@@ -1239,9 +1233,14 @@ impl<'a> Walker<'a> {
                         if let Some(new_row) =
                             self.substituted_filter(filter, &table, &assigned, Some(&qualifier))?
                         {
-                            guard = guard.map(|g| and(g, new_row));
+                            caller = Some(match caller {
+                                Some(p) => and(p, new_row),
+                                None => new_row,
+                            });
                         }
                     }
+                    let f = self.filter_expr(filter, &qualifier, &table)?;
+                    clause.predicate = Some(self.guard(f, caller));
                 }
                 MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget => {
                     if let MergeAction::Insert(ins) = &clause.action
@@ -1267,18 +1266,77 @@ impl<'a> Walker<'a> {
                         };
                         let row: Vec<(String, &Expr)> =
                             columns.into_iter().zip(row.content.iter()).collect();
-                        guard = self.substituted_filter(filter, &table, &row, None)?;
+                        if let Some(g) = self.substituted_filter(filter, &table, &row, None)? {
+                            clause.predicate = Some(match clause.predicate.take() {
+                                Some(p) => and(p, g),
+                                None => g,
+                            });
+                        }
                     }
                 }
             }
-            if let Some(g) = guard {
-                clause.predicate = Some(match clause.predicate.take() {
-                    Some(p) => and(p, g),
-                    None => g,
-                });
-            }
+        }
+        // The join condition runs on target rows: only on those the filter admits. A target
+        // row outside the filter matches no source row.
+        if let Some(filter) = filter {
+            let f = self.filter_expr(filter, &qualifier, &table)?;
+            let on = std::mem::replace(m.on.as_mut(), constant(true));
+            *m.on = self.guard(f, Some(on));
         }
         self.end_write();
+        Ok(())
+    }
+
+    /// The condition of a guarded write: `CASE WHEN <filter> THEN <caller's> ELSE false END`,
+    /// so the database evaluates the caller's expression only on rows the filter admits (its
+    /// errors can then only quote those), whatever order the planner picks. PostgreSQL also gets
+    /// the filter on its own, for index scans (its planner derives nothing from a `CASE`
+    /// branch); MySQL and SQLite propagate constants from one conjunct into others, so there the
+    /// `CASE` stands alone.
+    fn guard(&self, filter: Expr, caller: Option<Expr>) -> Expr {
+        let Some(caller) = caller else {
+            return filter;
+        };
+        let case = Expr::Case {
+            case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+            end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+            operand: None,
+            conditions: vec![sqlparser::ast::CaseWhen {
+                condition: filter.clone(),
+                result: Expr::Nested(Box::new(caller)),
+            }],
+            else_result: Some(Box::new(constant(false))),
+        };
+        if self.cfg.rules.dialect() == crate::dialect::Dialect::Postgres {
+            and(filter, case)
+        } else {
+            case
+        }
+    }
+
+    /// Tuple assignments (`SET (a, b) = …`) to filter columns cannot be checked.
+    fn refuse_tuple_assignments(
+        &self,
+        table: &TableId,
+        filter: &Predicate,
+        assignments: &[sqlparser::ast::Assignment],
+    ) -> R {
+        let filter_columns = filter.columns();
+        for assignment in assignments {
+            if let AssignmentTarget::Tuple(names) = &assignment.target {
+                for n in names {
+                    if let Some(c) = n.0.last().and_then(|p| p.as_ident()) {
+                        let c = self.fold(c);
+                        if filter_columns.iter().any(|f| f.eq_ignore_ascii_case(&c)) {
+                            return Err(DenyReason::CannotProve {
+                                table: table.id().to_owned(),
+                                detail: format!("`{c}` is assigned from a tuple"),
+                            });
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

@@ -107,6 +107,11 @@ pub(crate) trait DialectRules: Send + Sync {
     fn is_system(&self, schema: &str, table: &str, qualified: bool) -> bool;
     /// Whether the database has `MERGE`.
     fn supports_merge(&self) -> bool;
+    /// The clause that makes a derived table an optimization fence: the planner neither
+    /// merges it into the outer query nor pushes the outer query's conditions into it.
+    fn fence(&self) -> &'static str {
+        " OFFSET 0"
+    }
     /// The schema an unqualified name resolves to before the default one, if any.
     fn catalog_schema_of(&self, _table: &str) -> Option<&'static str> {
         None
@@ -236,6 +241,11 @@ impl DialectRules for Postgres {
 }
 
 impl DialectRules for MySql {
+    /// MySQL and MariaDB merge derived tables and push conditions into them, except into one
+    /// with a `LIMIT` (this is the largest).
+    fn fence(&self) -> &'static str {
+        " LIMIT 18446744073709551615"
+    }
     fn dialect(&self) -> Dialect {
         Dialect::MySql
     }
@@ -300,6 +310,11 @@ impl DialectRules for MySql {
 }
 
 impl DialectRules for Sqlite {
+    /// SQLite flattens a sub-query unless it has an `OFFSET`, and pushes conditions into one
+    /// unless it has a `LIMIT`.
+    fn fence(&self) -> &'static str {
+        " LIMIT -1 OFFSET 0"
+    }
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }

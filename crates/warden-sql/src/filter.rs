@@ -219,7 +219,7 @@ pub(crate) fn and(a: Expr, b: Expr) -> Expr {
 }
 
 /// `1 = 1` or `1 = 0`: true and false in every dialect.
-fn constant(b: bool) -> Expr {
+pub(crate) fn constant(b: bool) -> Expr {
     Expr::Nested(Box::new(Expr::BinaryOp {
         left: Box::new(Expr::value(Value::Number("1".into(), false))),
         op: BinaryOperator::Eq,

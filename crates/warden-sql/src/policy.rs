@@ -86,9 +86,11 @@ impl SqlPolicyBuilder {
     /// Whether a substituted relation is an optimization fence (`OFFSET 0`), so the planner
     /// cannot evaluate the caller's predicates on rows the filter removes — and leak them
     /// through an error message (`invalid input syntax for type integer: "…"`). PostgreSQL's
-    /// `security_barrier` views work this way. Default: on for PostgreSQL, where casts and
-    /// parsers raise errors that quote their input; off elsewhere. The price: the caller's
-    /// predicates on a guarded table are applied after its row filter, not pushed into scans.
+    /// `security_barrier` views work this way. Default: on for PostgreSQL (`OFFSET 0`), MySQL
+    /// and MariaDB (`LIMIT 18446744073709551615`) and SQLite (`LIMIT -1 OFFSET 0`), which
+    /// otherwise merge the substituted relation into the outer query; off for the generic
+    /// dialect. The price: the caller's predicates on a guarded table are applied after its row
+    /// filter, not pushed into scans.
     pub fn optimization_fence(mut self, fence: bool) -> Self {
         self.fence = Some(fence);
         self
@@ -198,7 +200,7 @@ impl SqlPolicyBuilder {
                 ))),
             }
         };
-        let fence = self.fence.unwrap_or(self.dialect == Dialect::Postgres);
+        let fence = self.fence.unwrap_or(self.dialect != Dialect::Generic);
         let plain_template = template("SELECT * FROM warden_source WHERE 1 = 1")?;
         let rows_template =
             template("WITH warden_rows AS (SELECT 1) SELECT * FROM warden_rows WHERE 1 = 1")?;
