@@ -418,8 +418,19 @@ impl DecisionLog {
         out
     }
 
+    /// A writer for `warden_telemetry::TelemetryBuilder::durable_writer`: every event the PEPs
+    /// emit is logged before `emit` returns, so in the disk mode it is in the file before the
+    /// response leaves (use this one with [`Mode::Disk`]).
+    pub fn durable_writer(&self) -> impl Fn(&DecisionEvent) + Send + Sync + use<> {
+        let log = self.clone();
+        move |event: &DecisionEvent| {
+            log.log(event);
+        }
+    }
+
     /// An [`EventWriter`] for `warden_telemetry::TelemetryBuilder::writer`: every event the
-    /// PEPs emit is logged.
+    /// PEPs emit is logged from the telemetry's writer task (off the request path; with
+    /// [`Mode::Memory`]).
     pub fn writer(&self) -> impl EventWriter + use<> {
         let log = self.clone();
         move |event: &DecisionEvent| {

@@ -49,9 +49,16 @@ fn child() {
             })
             .build()
             .unwrap();
+        // As a PEP emits: its telemetry hands each event to the decision log before `emit`
+        // returns.
+        let telemetry = warden_telemetry::Telemetry::builder()
+            .writer(|_: &warden_telemetry::DecisionEvent| {})
+            .durable_writer(log.durable_writer())
+            .build()
+            .unwrap();
         if role == "burst" {
             for i in 0..BURST {
-                log.log(&event(&format!("burst-{i:05}"), Outcome::Deny));
+                telemetry.emit(event(&format!("burst-{i:05}"), Outcome::Deny));
                 // Written to the file: this event must never be lost.
                 println!("logged {i}");
                 if i % 50 == 49 {

@@ -66,9 +66,13 @@ pub struct TelemetryBuilder {
     capacity: usize,
     sensitive: Vec<String>,
     writer: Option<Box<dyn EventWriter>>,
+    durable: Option<Durable>,
     #[cfg(feature = "otel")]
     meter: Option<opentelemetry::metrics::Meter>,
 }
+
+/// A writer called on the request path, before `emit` returns.
+type Durable = Arc<dyn Fn(&DecisionEvent) + Send + Sync>;
 
 impl fmt::Debug for TelemetryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,6 +106,18 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Also hands every event, redacted, to `write` *before* [`Telemetry::emit`] returns — on
+    /// the request path, so `write` must be quick: a decision log's write-ahead file (the disk
+    /// mode of `warden-decision-log`), which must hold the event before the response leaves
+    /// for the event to survive a crash. The queued writer still gets every event.
+    pub fn durable_writer(
+        mut self,
+        write: impl Fn(&DecisionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.durable = Some(Arc::new(write));
+        self
+    }
+
     /// Also reports the decisions as OpenTelemetry metrics on `meter`: the instruments
     /// `warden.decision.duration`, `warden.decisions`, `warden.cache.hits`,
     /// `warden.cache.misses`, `warden.pdp.errors`, `warden.fallbacks` and
@@ -131,6 +147,7 @@ impl TelemetryBuilder {
             .meter
             .map(|meter| crate::otel::Instruments::new(&meter, &metrics));
         let sensitive = self.sensitive;
+        let durable = self.durable.map(|write| (write, sensitive.clone()));
         runtime.spawn(async move {
             // The writer drains the queue on a clock rather than waiting on it: a sender then
             // never wakes the writer, which on a multi-threaded runtime would cost every
@@ -160,7 +177,11 @@ impl TelemetryBuilder {
             }
         });
         Ok(Telemetry {
-            inner: Arc::new(Inner { tx, metrics }),
+            inner: Arc::new(Inner {
+                tx,
+                metrics,
+                durable,
+            }),
         })
     }
 }
@@ -175,6 +196,8 @@ struct Inner {
     tx: mpsc::Sender<Message>,
     /// Shared with the OpenTelemetry instruments, which read it at each collection.
     metrics: Arc<Metrics>,
+    /// The durable writer and the names it redacts.
+    durable: Option<(Durable, Vec<String>)>,
 }
 
 /// The decision telemetry of a service: cheap to clone, shared by its PEPs.
@@ -206,6 +229,7 @@ impl Telemetry {
                 .map(|k| (*k).to_owned())
                 .collect(),
             writer: None,
+            durable: None,
             #[cfg(feature = "otel")]
             meter: None,
         }
@@ -214,6 +238,11 @@ impl Telemetry {
     /// Records one event.
     pub fn emit(&self, event: DecisionEvent) {
         self.inner.metrics.record(&event);
+        if let Some((write, sensitive)) = &self.inner.durable {
+            let mut redacted = event.clone();
+            redact(&mut redacted.attributes, sensitive);
+            write(&redacted);
+        }
         if self
             .inner
             .tx
@@ -397,6 +426,23 @@ mod tests {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
         assert!(out.contains("nurse"));
+    }
+
+    #[tokio::test]
+    async fn the_durable_writer_has_the_redacted_event_before_emit_returns() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let telemetry = Telemetry::builder()
+            .durable_writer(move |e: &DecisionEvent| sink.lock().unwrap().push(e.clone()))
+            .build()
+            .unwrap();
+        let mut event = DecisionEvent::new(Pep::Http, "GET", "route", "/p", Outcome::Deny);
+        event.attributes.insert("api_key".into(), "k-123".into());
+        telemetry.emit(event);
+        // No flush, no yield: it is there already.
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].attributes["api_key"], "[REDACTED]");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
