@@ -14,20 +14,16 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use warden_decision::{Decision, Obligation, Pdp, Properties, Subject};
 use warden_rego::RegoPdp;
-use warden_sql::{Catalog, Dialect, SqlError, SqlPolicy, SqlValue};
+use warden_sql::{Catalog, DenyReason, Dialect, SqlError, SqlPolicy, SqlValue};
 
-/// Exit status of a permitted statement.
-const OK: u8 = 0;
-/// Exit status of bad arguments or an unparseable statement.
-const USAGE: u8 = 2;
-/// Exit status of a denied statement.
-const DENIED: u8 = 3;
+use crate::exit::Exit;
 
 /// SQL PEP commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum SqlCommand {
     /// Print the statement read from stdin as the SQL PEP would run it (exit 0), or why it is
-    /// refused (exit 3 denied, 2 bad arguments or unparseable).
+    /// refused (exit 1 denied, 2 bad arguments or unparseable, 3 a policy or catalog that does
+    /// not fit the statement, 4 PDP unavailable).
     Rewrite(SqlArgs),
     /// Print the access requests, decisions and obligations for the statement read from stdin,
     /// then its rewrite or the reason it is refused (same exit codes as `rewrite`).
@@ -77,9 +73,9 @@ pub(crate) fn run(command: SqlCommand) -> ExitCode {
     };
     let setup = match Setup::new(&args) {
         Ok(setup) => setup,
-        Err(message) => {
+        Err((exit, message)) => {
             eprintln!("warden sql: {message}");
-            return ExitCode::from(USAGE);
+            return exit.into();
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -89,13 +85,13 @@ pub(crate) fn run(command: SqlCommand) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("warden sql: cannot start the async runtime: {e}");
-            return ExitCode::from(USAGE);
+            return Exit::Config.into();
         }
     };
     let mut out = String::new();
-    let code = runtime.block_on(setup.run(explain, &mut out));
+    let exit = runtime.block_on(setup.run(explain, &mut out));
     print!("{out}");
-    ExitCode::from(code)
+    exit.into()
 }
 
 struct Setup {
@@ -115,39 +111,42 @@ struct SchemaFile {
 }
 
 impl Setup {
-    fn new(args: &SqlArgs) -> Result<Self, String> {
+    fn new(args: &SqlArgs) -> Result<Self, (Exit, String)> {
+        let usage = |message: String| (Exit::Usage, message);
         let mut subject: Value = serde_json::from_str(&args.subject)
-            .map_err(|e| format!("`--subject` is not JSON: {e}"))?;
+            .map_err(|e| usage(format!("`--subject` is not JSON: {e}")))?;
         if let Value::Object(fields) = &mut subject {
             fields
                 .entry("type")
                 .or_insert_with(|| Value::String("user".into()));
         }
         let subject: Subject = serde_json::from_value(subject)
-            .map_err(|e| format!("`--subject` is not a subject: {e}"))?;
+            .map_err(|e| usage(format!("`--subject` is not a subject: {e}")))?;
         let context: Properties = match &args.context {
             Some(text) => serde_json::from_str(text)
-                .map_err(|e| format!("`--context` is not a JSON object: {e}"))?,
+                .map_err(|e| usage(format!("`--context` is not a JSON object: {e}")))?,
             None => Properties::new(),
         };
         let params: Vec<SqlValue> = match &args.params {
             Some(text) => serde_json::from_str(text)
-                .map_err(|e| format!("`--params` is not a JSON array of values: {e}"))?,
+                .map_err(|e| usage(format!("`--params` is not a JSON array of values: {e}")))?,
             None => Vec::new(),
         };
         let (catalog, file_schema) = match &args.schema {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+                    .map_err(|e| usage(format!("cannot read `{}`: {e}", path.display())))?;
                 let value: Value = serde_json::from_str(&text)
-                    .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?;
+                    .map_err(|e| usage(format!("`{}` is not JSON: {e}", path.display())))?;
                 if value.get("tables").is_some() {
-                    let file: SchemaFile = serde_json::from_value(value)
-                        .map_err(|e| format!("`{}` is not a schema file: {e}", path.display()))?;
+                    let file: SchemaFile = serde_json::from_value(value).map_err(|e| {
+                        usage(format!("`{}` is not a schema file: {e}", path.display()))
+                    })?;
                     (file.tables, file.default_schema)
                 } else {
-                    let catalog: Catalog = serde_json::from_value(value)
-                        .map_err(|e| format!("`{}` is not a schema file: {e}", path.display()))?;
+                    let catalog: Catalog = serde_json::from_value(value).map_err(|e| {
+                        usage(format!("`{}` is not a schema file: {e}", path.display()))
+                    })?;
                     (catalog, None)
                 }
             }
@@ -159,23 +158,26 @@ impl Setup {
         if let Some(schema) = args.default_schema.clone().or(file_schema) {
             builder = builder.default_schema(schema);
         }
-        let policy = builder.build().map_err(|e| match e {
-            // The library's message names the builder call; a CLI user needs the flag.
-            warden_sql::ConfigError::NoDefaultSchema(dialect) => format!(
-                "the {dialect} dialect needs a default schema (the current database): pass \
+        let policy = builder.build().map_err(|e| {
+            let message = match e {
+                // The library's message names the builder call; a CLI user needs the flag.
+                warden_sql::ConfigError::NoDefaultSchema(dialect) => format!(
+                    "the {dialect} dialect needs a default schema (the current database): pass \
                  `--default-schema NAME`, or give `default_schema` in the catalog file"
-            ),
-            e => e.to_string(),
+                ),
+                e => e.to_string(),
+            };
+            (Exit::Config, message)
         })?;
         let mut pdp = RegoPdp::builder().directory(&args.policy);
         if let Some(rule) = &args.entrypoint {
             pdp = pdp.entrypoint(rule.clone());
         }
-        let pdp = pdp.build().map_err(|e| e.to_string())?;
+        let pdp = pdp.build().map_err(|e| (Exit::Config, e.to_string()))?;
         let mut statement = String::new();
         std::io::stdin()
             .read_to_string(&mut statement)
-            .map_err(|e| format!("cannot read the statement from stdin: {e}"))?;
+            .map_err(|e| usage(format!("cannot read the statement from stdin: {e}")))?;
         Ok(Self {
             pdp,
             policy,
@@ -186,7 +188,7 @@ impl Setup {
         })
     }
 
-    async fn run(&self, explain: bool, out: &mut String) -> u8 {
+    async fn run(&self, explain: bool, out: &mut String) -> Exit {
         let analysis = match self.policy.analyze(&self.statement) {
             Ok(a) => a,
             Err(e) => return refuse(&e, explain, out),
@@ -221,18 +223,41 @@ impl Setup {
         }
         out.push_str(rewrite.sql());
         out.push('\n');
-        OK
+        Exit::Ok
     }
 }
 
-fn refuse(error: &SqlError, explain: bool, out: &mut String) -> u8 {
+fn refuse(error: &SqlError, explain: bool, out: &mut String) -> Exit {
     if explain {
         out.push_str(&format!("refused ({}): {error}\n", error.code()));
     }
-    eprintln!("warden sql: {error}");
+    let exit = exit_of(error);
+    match error.reason() {
+        Some(DenyReason::UnknownColumns(_)) => {
+            eprintln!("warden sql: {error} (pass `--schema FILE` with the columns of each table)")
+        }
+        _ => eprintln!("warden sql: {error}"),
+    }
+    exit
+}
+
+/// The exit status of a refusal: 1 for a statement the policy refuses, 2 for one that does
+/// not parse or lacks a parameter, 3 when the policy or the catalog does not fit the statement
+/// (a missing catalog is a configuration error, not a deny), 3 or 4 for a PDP error.
+fn exit_of(error: &SqlError) -> Exit {
     match error {
-        SqlError::Parse(_) => USAGE,
-        _ => DENIED,
+        SqlError::Parse(_) => Exit::Usage,
+        SqlError::Pdp(e) => Exit::of_pdp_error(e),
+        SqlError::Denied(reason) => match reason {
+            DenyReason::Parameter(_) => Exit::Usage,
+            DenyReason::UnknownColumns(_)
+            | DenyReason::UnknownColumn { .. }
+            | DenyReason::MaskUnsupported { .. }
+            | DenyReason::ObligationUnsupported(_)
+            | DenyReason::FilterValue(_) => Exit::Config,
+            _ => Exit::Deny,
+        },
+        _ => Exit::Deny,
     }
 }
 
