@@ -112,12 +112,13 @@ async fn authzen_and_opa_clients_get_the_servers_decisions() {
     let expected = embedded.decide(&nurse_reads("c1")).await.unwrap();
     assert!(!expected.obligations.is_empty());
     for pdp in [&authzen, &opa, &discovered] {
-        assert!(pdp.revision().is_none());
         let permit = pdp.decide(&nurse_reads("c1")).await.unwrap();
         assert!(permit.allowed);
         assert_eq!(permit.obligations, expected.obligations);
         assert_eq!(permit.reasons, expected.reasons);
-        assert_eq!(permit.policy, expected.policy);
+        // The package and revision; the OPA Data API has no member for the regulations.
+        assert_eq!(permit.policy.id, expected.policy.id);
+        assert_eq!(permit.policy.revision, expected.policy.revision);
         assert_eq!(pdp.revision(), Some(permit.policy.clone()));
         let deny = pdp.decide(&nurse_reads("c2")).await.unwrap();
         assert!(!deny.allowed);
@@ -412,4 +413,164 @@ fn invalid_urls_and_headers_are_refused_at_build() {
             .build()
             .is_err()
     );
+}
+
+/// A PDP whose revision a test switches: even revisions permit, odd ones deny.
+struct Switching(Mutex<u32>);
+
+impl Switching {
+    fn set(&self, revision: u32) {
+        *self.0.lock().unwrap() = revision;
+    }
+}
+
+impl Pdp for Switching {
+    fn decide<'a>(&'a self, _: &'a AccessRequest) -> warden_decision::PdpFuture<'a> {
+        let revision = *self.0.lock().unwrap();
+        let d = if revision % 2 == 0 {
+            Decision::permit()
+        } else {
+            Decision::deny()
+        };
+        let d = d.with_policy(PolicyRevision::new("p", format!("r{revision}")));
+        Box::pin(async move { Ok(d) })
+    }
+
+    fn revision(&self) -> Option<PolicyRevision> {
+        Some(PolicyRevision::new(
+            "p",
+            format!("r{}", *self.0.lock().unwrap()),
+        ))
+    }
+}
+
+async fn switching_server() -> (Arc<Switching>, Running) {
+    let pdp = Arc::new(Switching(Mutex::new(0)));
+    let running = start(Server::builder().pdp(pdp.clone()).build()).await;
+    (pdp, running)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// The cache's promise over the network: with every request a hit, a revision switch on the
+/// server still reaches the PEP within the bound (1 s), through the revision watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_switch_reaches_a_cache_whose_traffic_is_all_hits() {
+    use warden_decision::{CacheConfig, PdpExt};
+    let (switch, running) = switching_server().await;
+    let pdp = RemotePdp::authzen(running.url())
+        .build()
+        .unwrap()
+        .with_cache(CacheConfig::default().ttl(Duration::from_secs(300)));
+    let request = nurse_reads("c1");
+    // Let the watch connect, then warm the cache.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(pdp.decide(&request).await.unwrap().allowed);
+    let mut delays = Vec::new();
+    for revision in 1..=20_u32 {
+        // A warm cache: the request before the switch is a hit.
+        assert!(pdp.decide(&request).await.unwrap().cache_hit);
+        switch.set(revision);
+        let switched = Instant::now();
+        loop {
+            let d = pdp.decide(&request).await.unwrap();
+            if d.policy.revision == format!("r{revision}") {
+                assert_eq!(d.allowed, revision % 2 == 0, "the new revision decides");
+                break;
+            }
+            assert!(
+                switched.elapsed() < Duration::from_secs(1),
+                "revision r{revision} not seen within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        delays.push(switched.elapsed());
+        // Let the cache warm up again under the new revision.
+        assert!(pdp.decide(&request).await.unwrap().cache_hit);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    delays.sort();
+    println!(
+        "revision propagation over {} switches: p50 {:?}, p99 {:?}, max {:?}",
+        delays.len(),
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        delays.last().unwrap()
+    );
+    running.stop().await;
+}
+
+/// With the watch lost, cached decisions stop being served within the revalidation interval,
+/// not after the cache's TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_watch_falls_back_to_revalidation_not_to_the_ttl() {
+    use warden_decision::{CacheConfig, PdpExt};
+    let (_switch, running) = switching_server().await;
+    let pdp = RemotePdp::authzen(running.url())
+        .revalidate_every(Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .with_cache(CacheConfig::default().ttl(Duration::from_secs(300)));
+    let request = nurse_reads("c1");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pdp.decide(&request).await.unwrap();
+    assert!(pdp.decide(&request).await.unwrap().cache_hit);
+    let stopped = Instant::now();
+    running.stop().await;
+    // Within the interval (and the poll's grace) the revision is unconfirmed: no more hits.
+    let mut served = 0;
+    loop {
+        match pdp.decide(&request).await {
+            Ok(d) => {
+                assert!(d.cache_hit, "only the cache can answer: the server is gone");
+                served += 1;
+            }
+            Err(error) => {
+                assert!(error.is_unavailable(), "{error}");
+                break;
+            }
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_millis(300 + 500 + 300),
+            "still served from the cache {:?} after the watch was lost",
+            stopped.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pdp.revision(), None);
+    println!(
+        "watch lost: {served} hits, cache bypassed after {:?}",
+        stopped.elapsed()
+    );
+}
+
+/// A consistency token travels to the server, which refuses what it cannot meet; an answer of
+/// a revision older than the one in force is refused by the client.
+#[tokio::test]
+async fn consistency_tokens_reach_the_server_and_old_revisions_are_refused() {
+    let (switch, running) = switching_server().await;
+    let pdp = RemotePdp::authzen(running.url()).build().unwrap();
+    let with_token = |token: &str| nurse_reads("c1").with_context("min_revision", token);
+    assert!(pdp.decide(&with_token("r0")).await.unwrap().allowed);
+    let error = pdp.decide(&with_token("r7")).await.unwrap_err();
+    assert!(
+        error.is_unavailable() && error.to_string().contains("revision_unavailable"),
+        "{error}"
+    );
+    switch.set(2);
+    let d = pdp.decide(&with_token("r0")).await.unwrap();
+    assert_eq!(d.policy.revision, "r2", "r2 came after r0: met");
+    // The server rolls back to r0: a switch like any other, told by the watch.
+    switch.set(0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(pdp.revision().unwrap().revision, "r0");
+    let d = pdp.decide(&nurse_reads("c1")).await.unwrap();
+    assert_eq!(d.policy.revision, "r0");
+    // Every decision says when it was made, by the client's clock bounds.
+    let at = d.decided_at.unwrap();
+    assert!(at <= std::time::SystemTime::now());
+    running.stop().await;
 }

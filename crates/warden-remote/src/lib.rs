@@ -63,10 +63,12 @@
 //! # }
 //! ```
 
+mod watch;
 mod wire;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -76,6 +78,8 @@ use warden_decision::{
 
 pub use warden_decision::authzen::EvaluationsSemantic;
 use wire::Metadata;
+
+pub use watch::{DEFAULT_REVALIDATE, REVISION_PATH};
 
 /// The default time a call may take, from sending the request to reading the whole answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -138,6 +142,8 @@ pub struct RemotePdpBuilder {
     headers: Vec<(String, String)>,
     client: Option<reqwest::Client>,
     semantic: EvaluationsSemantic,
+    revalidate: Duration,
+    watch: Option<bool>,
 }
 
 impl RemotePdpBuilder {
@@ -151,7 +157,28 @@ impl RemotePdpBuilder {
             headers: Vec::new(),
             client: None,
             semantic: EvaluationsSemantic::ExecuteAll,
+            revalidate: DEFAULT_REVALIDATE,
+            watch: None,
         }
+    }
+
+    /// Whether to keep a revision watch open on the PDP (`GET <base>/v1/revision`, see
+    /// [`REVISION_PATH`]); on by default for AuthZEN, off for the OPA Data API. With the watch,
+    /// [`Pdp::revision`] reports a revision only while it is confirmed, so a decision cache
+    /// serves an old revision for at most [`revalidate_every`](Self::revalidate_every) after
+    /// a switch, whatever its TTL. Without it, the revision is the last one an answer named.
+    #[must_use]
+    pub fn watch_revision(mut self, on: bool) -> Self {
+        self.watch = Some(on);
+        self
+    }
+
+    /// How long a revision counts as confirmed without the watch (default
+    /// [`DEFAULT_REVALIDATE`]); also the long poll's wait, so a lost watch is noticed within it.
+    #[must_use]
+    pub fn revalidate_every(mut self, interval: Duration) -> Self {
+        self.revalidate = interval.max(Duration::from_millis(10));
+        self
     }
 
     /// The time one call may take, connection, request and the whole answer included
@@ -247,17 +274,22 @@ impl RemotePdpBuilder {
                 data: absolute(&self.base, &data),
             },
         };
-        Ok(RemotePdp {
-            inner: Arc::new(Inner {
-                client,
-                protocol,
-                headers,
-                timeout: self.timeout,
-                max_response_bytes: self.max_response_bytes,
-                semantic: self.semantic,
-                revision: RwLock::new(None),
-            }),
-        })
+        let watched = self
+            .watch
+            .unwrap_or(matches!(protocol, Protocol::AuthZen { .. }));
+        let inner = Arc::new(Inner {
+            client,
+            protocol,
+            headers,
+            timeout: self.timeout,
+            max_response_bytes: self.max_response_bytes,
+            semantic: self.semantic,
+            revisions: watch::Revisions::new(self.revalidate, watched),
+        });
+        if watched {
+            watch::spawn(Arc::downgrade(&inner), absolute(&self.base, REVISION_PATH));
+        }
+        Ok(RemotePdp { inner })
     }
 }
 
@@ -278,8 +310,17 @@ struct Inner {
     timeout: Duration,
     max_response_bytes: usize,
     semantic: EvaluationsSemantic,
-    /// The policy revision of the last answer that named one.
-    revision: RwLock<Option<PolicyRevision>>,
+    /// The revisions answers and the watch named.
+    revisions: watch::Revisions,
+}
+
+/// An answer's body and what came with it.
+struct Answer {
+    body: bytes::Bytes,
+    /// The `Warden-Policy-Revision` and `Warden-Policy-Id` headers.
+    revision: Option<PolicyRevision>,
+    sent: SystemTime,
+    received: SystemTime,
 }
 
 impl RemotePdp {
@@ -356,7 +397,12 @@ impl RemotePdp {
         }
     }
 
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<bytes::Bytes, PdpError> {
+    async fn post(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> Result<Answer, PdpError> {
         let inner = &*self.inner;
         let trace = TraceContext::current();
         let request_id = trace
@@ -372,10 +418,32 @@ impl RemotePdp {
         if let Some(trace) = &trace {
             request = request.header("traceparent", trace.child().traceparent());
         }
+        if let Some(token) = token {
+            request = request.header(warden_decision::MIN_REVISION_HEADER, token);
+        }
+        let sent = SystemTime::now();
         let call = async {
             let response = request.send().await.map_err(transport)?;
             let status = response.status();
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let revision = match (header("warden-policy-id"), header("warden-policy-revision")) {
+                (Some(id), Some(revision)) => Some(PolicyRevision::new(id, revision)),
+                _ => None,
+            };
             let body = read_limited(response, inner.max_response_bytes).await?;
+            if status == http::StatusCode::SERVICE_UNAVAILABLE {
+                // Say why: not ready, overloaded, or a revision it cannot meet.
+                return Err(PdpError::unavailable(format!(
+                    "the PDP answered HTTP {status}: {}",
+                    excerpt(&body)
+                )));
+            }
             if status.is_server_error() {
                 return Err(PdpError::unavailable(format!(
                     "the PDP answered HTTP {status}"
@@ -395,7 +463,12 @@ impl RemotePdp {
                     excerpt(&body)
                 )));
             }
-            Ok(body)
+            Ok(Answer {
+                body,
+                revision,
+                sent,
+                received: SystemTime::now(),
+            })
         };
         match tokio::time::timeout(inner.timeout, call).await {
             Ok(result) => result,
@@ -405,33 +478,60 @@ impl RemotePdp {
         }
     }
 
-    fn remember(&self, decision: &Decision) {
-        if decision.policy.id.is_empty() && decision.policy.revision.is_empty() {
-            return;
+    /// Completes a decision with what its answer said around it, and refuses one made under a
+    /// revision older than the one known to be in force, or that misses the caller's token.
+    fn remember(
+        &self,
+        decision: &mut Decision,
+        answer: &Answer,
+        token: Option<&str>,
+    ) -> Result<(), PdpError> {
+        let unnamed = decision.policy.id.is_empty() && decision.policy.revision.is_empty();
+        if unnamed && let Some(revision) = &answer.revision {
+            decision.policy = revision.clone();
         }
-        let Ok(mut revision) = self.inner.revision.write() else {
-            return;
-        };
-        if revision.as_ref() != Some(&decision.policy) {
-            *revision = Some(decision.policy.clone());
+        // The PDP made the decision between sending and receiving, whatever its clock says.
+        let made = decision
+            .decided_at
+            .unwrap_or(answer.sent)
+            .clamp(answer.sent, answer.received.max(answer.sent));
+        decision.decided_at = Some(made.max(UNIX_EPOCH));
+        if decision.policy.id.is_empty() && decision.policy.revision.is_empty() {
+            return match token {
+                Some(token) => Err(revision_unavailable(&decision.policy, token)),
+                None => Ok(()),
+            };
+        }
+        if self.inner.revisions.answered(&decision.policy) == warden_decision::Observed::Older {
+            return Err(PdpError::unavailable(format!(
+                "revision_unavailable: the PDP answered under revision `{}`, older than the one in force",
+                decision.policy.revision
+            )));
+        }
+        match token {
+            Some(token) if !self.inner.revisions.meets(&decision.policy.revision, token) => {
+                Err(revision_unavailable(&decision.policy, token))
+            }
+            _ => Ok(()),
         }
     }
 
     async fn decide_one(&self, request: &AccessRequest) -> Result<Decision, PdpError> {
-        let decision = match &self.inner.protocol {
+        let token = warden_decision::min_revision(request);
+        let (mut decision, answer) = match &self.inner.protocol {
             Protocol::AuthZen { evaluation, .. } => {
                 let body = serde_json::to_vec(request).map_err(encode)?;
-                let answer = self.post(evaluation, body).await?;
-                wire::parse_evaluation(&answer)?
+                let answer = self.post(evaluation, body, token).await?;
+                (wire::parse_evaluation(&answer.body)?, answer)
             }
             Protocol::Opa { data } => {
                 let body =
                     serde_json::to_vec(&wire::OpaInput { input: request }).map_err(encode)?;
-                let answer = self.post(data, body).await?;
-                wire::parse_opa(&answer)?
+                let answer = self.post(data, body, token).await?;
+                (wire::parse_opa(&answer.body)?, answer)
             }
         };
-        self.remember(&decision);
+        self.remember(&mut decision, &answer, token)?;
         Ok(decision)
     }
 
@@ -455,17 +555,26 @@ impl RemotePdp {
             Ok(body) => body,
             Err(e) => return all_failed(encode(e)),
         };
-        let answer = match self.post(url, body).await {
+        // One token for the batch: the first request's (a PEP's batch shares its context).
+        let token = requests.iter().find_map(warden_decision::min_revision);
+        let answer = match self.post(url, body, token).await {
             Ok(answer) => answer,
             Err(error) => return all_failed(error),
         };
-        match wire::parse_evaluations(&answer, requests.len(), self.inner.semantic) {
-            Ok(decisions) => {
-                for decision in decisions.iter().flatten() {
-                    self.remember(decision);
-                }
-                decisions
-            }
+        match wire::parse_evaluations(&answer.body, requests.len(), self.inner.semantic) {
+            Ok(decisions) => decisions
+                .into_iter()
+                .zip(requests)
+                .map(|(decision, request)| {
+                    let mut decision = decision?;
+                    self.remember(
+                        &mut decision,
+                        &answer,
+                        warden_decision::min_revision(request),
+                    )?;
+                    Ok(decision)
+                })
+                .collect(),
             Err(error) => all_failed(error),
         }
     }
@@ -481,8 +590,15 @@ impl Pdp for RemotePdp {
     }
 
     fn revision(&self) -> Option<PolicyRevision> {
-        self.inner.revision.read().ok().and_then(|r| r.clone())
+        self.inner.revisions.current()
     }
+}
+
+fn revision_unavailable(have: &PolicyRevision, token: &str) -> PdpError {
+    PdpError::unavailable(format!(
+        "revision_unavailable: the PDP answered under revision `{}`, which does not meet `{token}`",
+        have.revision
+    ))
 }
 
 fn client_without_timeout() -> Result<reqwest::Client, RemoteError> {

@@ -232,7 +232,7 @@ impl<P: Pdp> DecisionCache<P> {
     }
 
     fn cacheable(&self, decision: &Decision, revision: &PolicyRevision) -> bool {
-        decision.policy == *revision
+        super::revision::same(&decision.policy, revision)
             && decision.fallback.is_none()
             && decision.error_class().is_none()
             && !decision

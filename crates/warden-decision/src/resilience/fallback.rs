@@ -217,7 +217,7 @@ impl<P: Pdp> Fallback<P> {
         };
         if let Some(current) = self.inner.revision() {
             history.advance(&current);
-            if stale.policy != current {
+            if !super::revision::same(&stale.policy, &current) {
                 return false;
             }
         }

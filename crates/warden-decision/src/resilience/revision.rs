@@ -82,10 +82,10 @@ impl RevisionHistory {
     /// An authoritative switch (a server's own reload, a watch event): `revision` is in force
     /// from now on, even if it was in force before (a rollback). Returns whether it changed.
     pub fn advance(&mut self, revision: &PolicyRevision) -> bool {
-        if self.current() == Some(revision) {
+        if self.current().is_some_and(|c| same(c, revision)) {
             return false;
         }
-        self.seen.retain(|r| r != revision);
+        self.seen.retain(|r| !same(r, revision));
         self.seen.push_back(revision.clone());
         while self.seen.len() > self.capacity {
             self.seen.pop_front();
@@ -96,9 +96,15 @@ impl RevisionHistory {
     /// A revision reported by an answer, which may come from a PDP that is behind: an unknown
     /// revision comes into force, a known older one does not.
     pub fn observe(&mut self, revision: &PolicyRevision) -> Observed {
-        if self.current() == Some(revision) {
+        if let Some(current) = self.seen.back_mut()
+            && same(current, revision)
+        {
+            // Keep what the answer says besides the revision (its regulations).
+            if current != revision {
+                *current = revision.clone();
+            }
             Observed::Current
-        } else if self.seen.contains(revision) {
+        } else if self.seen.iter().any(|r| same(r, revision)) {
             Observed::Older
         } else {
             self.advance(revision);
@@ -121,4 +127,10 @@ impl RevisionHistory {
             _ => false,
         }
     }
+}
+
+/// The same package at the same revision (what else a revision carries, such as its
+/// regulations, does not make it another).
+pub(crate) fn same(a: &PolicyRevision, b: &PolicyRevision) -> bool {
+    a.id == b.id && a.revision == b.revision
 }
