@@ -120,8 +120,8 @@ impl Combined {
         for pdp in &self.pdps {
             match pdp.decide(request).await {
                 Ok(d) if self.algorithm == Combining::FirstApplicable => {
-                    if !d.not_applicable {
-                        return Ok(d);
+                    if applicable(&d) {
+                        return Ok(counted(d));
                     }
                 }
                 Ok(d) if d.allowed => {
@@ -154,10 +154,16 @@ impl Combined {
                 if let Some(e) = error {
                     return Err(e);
                 }
-                Ok(denies
-                    .into_iter()
-                    .find(|d| !d.not_applicable)
-                    .unwrap_or_else(Decision::not_applicable))
+                // A deny that records an error wins over a plain one, as an error does.
+                let mut denies = denies.into_iter().filter(applicable);
+                let first = denies.next();
+                match first {
+                    Some(d) if d.error_class().is_some() => Ok(counted(d)),
+                    Some(d) => Ok(counted(
+                        denies.find(|d| d.error_class().is_some()).unwrap_or(d),
+                    )),
+                    None => Ok(Decision::not_applicable()),
+                }
             }
             Combining::FirstApplicable => Ok(Decision::not_applicable()),
         }
@@ -185,6 +191,18 @@ impl Pdp for Combined {
                 .join("+"),
         ))
     }
+}
+
+/// Whether a decision counts for combining: an applicable one, or one that records an error (an
+/// evaluation error is never "not applicable": the erroring policy might have applied).
+fn applicable(d: &Decision) -> bool {
+    !d.not_applicable || d.error_class().is_some()
+}
+
+/// A decision that counted, as the combination's answer: not "not applicable".
+fn counted(mut d: Decision) -> Decision {
+    d.not_applicable = false;
+    d
 }
 
 fn merge_permits(permits: Vec<Decision>) -> Decision {
@@ -270,23 +288,28 @@ mod tests {
         Permit(Vec<serde_json::Value>),
         Deny,
         NotApplicable,
+        /// A not-applicable deny that records an evaluation error.
+        BrokenNotApplicable,
         Unavailable,
     }
 
     impl Pdp for Answer {
         fn decide<'a>(&'a self, _: &'a AccessRequest) -> PdpFuture<'a> {
-            let result = match self {
-                Answer::Permit(obligations) => {
-                    let mut d = Decision::permit();
-                    for o in obligations {
-                        d = d.with_obligation(Obligation::from_json(o.clone()).unwrap());
+            let result =
+                match self {
+                    Answer::Permit(obligations) => {
+                        let mut d = Decision::permit();
+                        for o in obligations {
+                            d = d.with_obligation(Obligation::from_json(o.clone()).unwrap());
+                        }
+                        Ok(d)
                     }
-                    Ok(d)
-                }
-                Answer::Deny => Ok(Decision::deny().with_reason("deny")),
-                Answer::NotApplicable => Ok(Decision::not_applicable()),
-                Answer::Unavailable => Err(PdpError::unavailable("down")),
-            };
+                    Answer::Deny => Ok(Decision::deny().with_reason("deny")),
+                    Answer::NotApplicable => Ok(Decision::not_applicable()),
+                    Answer::BrokenNotApplicable => Ok(Decision::not_applicable()
+                        .with_error(ErrorClass::PolicyError, "rule conflict")),
+                    Answer::Unavailable => Err(PdpError::unavailable("down")),
+                };
             Box::pin(async move { result })
         }
     }
@@ -305,6 +328,32 @@ mod tests {
             c = c.with(Arc::new(a));
         }
         c.decide(&request()).await
+    }
+
+    #[tokio::test]
+    async fn an_error_is_never_skipped_as_not_applicable() {
+        let request = AccessRequest::new(
+            Subject::user("a"),
+            Action::new("GET"),
+            Resource::new("route", "/"),
+        );
+        let first = Combined::new(Combining::FirstApplicable)
+            .with(Arc::new(Answer::BrokenNotApplicable))
+            .with(Arc::new(Answer::Permit(vec![])));
+        let d = first.decide(&request).await.unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.error_class(), Some(ErrorClass::PolicyError));
+        let permit_overrides = Combined::new(Combining::PermitOverrides)
+            .with(Arc::new(Answer::NotApplicable))
+            .with(Arc::new(Answer::Deny))
+            .with(Arc::new(Answer::BrokenNotApplicable));
+        let d = permit_overrides.decide(&request).await.unwrap();
+        assert!(!d.allowed && !d.not_applicable);
+        assert_eq!(
+            d.error_class(),
+            Some(ErrorClass::PolicyError),
+            "the error wins over the deny"
+        );
     }
 
     #[tokio::test]
