@@ -472,12 +472,13 @@ async fn run_corpus(target: &Target) -> (usize, Vec<String>) {
                 fail(format!("want denial `{code}`, got {other:?}"));
             }
             (_, Err(SqlServiceError::Denied(e))) => fail(format!("denied: {e}")),
-            (Expect::DbError, Err(SqlServiceError::Service(e))) => {
-                if let Some(secret) = SECRETS.iter().find(|s| e.message.contains(*s)) {
+            (Expect::DbError, Err(e @ SqlServiceError::Database { .. })) => {
+                let text = e.to_string();
+                if let Some(secret) = SECRETS.iter().find(|s| text.contains(*s)) {
                     fail(format!("the error quotes `{secret}`: {e}"));
                 }
             }
-            (_, Err(SqlServiceError::Service(e))) => fail(format!("database error: {e}")),
+            (_, Err(e)) => fail(format!("database error: {e}")),
             (Expect::DbError, Ok(r)) => fail(format!("want a database error, got {r:?}")),
             (Expect::Rows(want), Ok(r)) => {
                 if sorted(r.rows.clone()) != sorted(want.clone()) {

@@ -115,7 +115,7 @@ pub use analyze::Operation;
 pub use catalog::Catalog;
 pub use dialect::{Dialect, UnknownDialect};
 pub use error::{DenyReason, SqlError};
-pub use layer::{SqlPolicyLayer, SqlPolicyService, SqlServiceError};
+pub use layer::{DATABASE_LOG_TARGET, SqlPolicyLayer, SqlPolicyService, SqlServiceError};
 pub use policy::{
     Analysis, ConfigError, DEFAULT_CACHE_CAPACITY, Rewrite, SqlPolicy, SqlPolicyBuilder,
     TableAccess,

@@ -180,6 +180,9 @@ impl From<SqlServiceError<DriverError>> for DataError {
     fn from(e: SqlServiceError<DriverError>) -> Self {
         match e {
             SqlServiceError::Denied(e) => Self::Denied(e),
+            SqlServiceError::Database { error_id } => {
+                Self::Db(DriverError::new(format!("database error {error_id}")))
+            }
             SqlServiceError::Service(e) => Self::Db(e),
         }
     }

@@ -1,7 +1,10 @@
 //! [`SqlPolicyLayer`]: the SQL PEP as a Tower layer over any `Service<SqlRequest>`.
 //!
 //! The service below receives the *rewritten* statement (with the caller's parameters) or is
-//! never called: a denied statement ends in [`SqlServiceError::Denied`].
+//! never called: a denied statement ends in [`SqlServiceError::Denied`]. When the database
+//! fails a statement, the caller gets [`SqlServiceError::Database`] with an error id only; the
+//! database's text, which can quote stored values, goes to the [`DATABASE_LOG_TARGET`] log
+//! target.
 //!
 //! # Example
 //!
@@ -39,4 +42,4 @@
 
 mod service;
 
-pub use service::{SqlPolicyLayer, SqlPolicyService, SqlServiceError};
+pub use service::{DATABASE_LOG_TARGET, SqlPolicyLayer, SqlPolicyService, SqlServiceError};

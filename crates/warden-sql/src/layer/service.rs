@@ -79,15 +79,28 @@ pub enum SqlServiceError<E> {
     /// The PEP refused the statement; the database never saw it.
     #[error(transparent)]
     Denied(SqlError),
-    /// The wrapped service failed.
+    /// The database failed the guarded statement. Its message, `DETAIL` and `HINT` can quote
+    /// stored values, so the caller gets none of it: they went to the operators' log target
+    /// [`DATABASE_LOG_TARGET`] under `error_id`.
+    #[error("the database could not run the statement (error id {error_id})")]
+    Database {
+        /// The id of the log event that has the database's error.
+        error_id: String,
+    },
+    /// The wrapped service was not ready (before any statement was sent).
     #[error("{0}")]
     Service(E),
 }
+
+/// The `tracing` target of the database errors of guarded statements, for operators only:
+/// the server's text may quote stored values the caller must not see.
+pub const DATABASE_LOG_TARGET: &str = "warden_sql::database";
 
 impl<S, P> Service<SqlRequest> for SqlPolicyService<S, P>
 where
     S: Service<SqlRequest> + Clone + Send + 'static,
     S::Future: Send,
+    S::Error: std::fmt::Display,
     P: Pdp + Clone + 'static,
 {
     type Response = S::Response;
@@ -155,7 +168,18 @@ where
                 "statement permitted"
             );
             request.statement = enforced.statement.to_string();
-            inner.call(request).await.map_err(SqlServiceError::Service)
+            let subject = request.subject.id.clone();
+            inner.call(request).await.map_err(|e| {
+                let error_id = uuid::Uuid::now_v7().to_string();
+                tracing::warn!(
+                    target: DATABASE_LOG_TARGET,
+                    error_id = %error_id,
+                    subject = %subject,
+                    error = %e,
+                    "the database failed a guarded statement"
+                );
+                SqlServiceError::Database { error_id }
+            })
         })
     }
 }
