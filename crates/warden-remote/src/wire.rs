@@ -107,7 +107,8 @@ pub(crate) fn parse_opa(body: &[u8]) -> Result<Decision, PdpError> {
     Ok(decision)
 }
 
-/// `{"allow": bool, "obligations": [...], "reasons": [...], "advice": [...]}`, nothing else.
+/// `{"allow": bool, "obligations": [...], "reasons": [...], "advice": [...]}`, nothing else: the
+/// Rego document as the server returns it, read as `RegoPdp` reads it.
 fn decision_object(mut object: Map<String, Value>) -> Result<Decision, String> {
     let allowed = match object.remove("allow") {
         Some(Value::Bool(allowed)) => allowed,
@@ -136,6 +137,11 @@ fn decision_object(mut object: Map<String, Value>) -> Result<Decision, String> {
             }
             other => return Err(format!("unknown member `{other}` in the decision object")),
         }
+    }
+    // Read as the embedded Rego PDP reads the same document: a deny carries no obligations
+    // (a Rego document computes them whatever `allow` is).
+    if !allowed {
+        decision.obligations.clear();
     }
     Ok(decision)
 }

@@ -184,6 +184,19 @@ impl PolicyDir {
         }
     }
 
+    /// The entrypoint's Rego document for `request`, as OPA's Data API returns it (`Ok(None)`
+    /// when it is undefined); `None` for engines without documents (Cedar).
+    pub(crate) fn document(
+        &self,
+        request: &warden_decision::AccessRequest,
+    ) -> Option<Result<Option<serde_json::Value>, warden_decision::PdpError>> {
+        match &self.engine {
+            Engine::Rego(pdp) => Some(pdp.evaluate_raw(request)),
+            #[cfg(feature = "cedar")]
+            Engine::Cedar(_) => None,
+        }
+    }
+
     /// Loads the directory again and swaps the new policies in atomically. When they fail to
     /// load, the old ones stay in force and the error says why.
     pub fn reload(&self) -> Result<PolicyRevision, PolicyError> {

@@ -33,7 +33,11 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route(SEARCH_RESOURCE_PATH, post(crate::search::resource))
         .route(SEARCH_ACTION_PATH, post(crate::search::action))
         .route(METADATA_PATH, get(metadata))
-        .route("/v1/data/{*path}", post(crate::opa::data))
+        .route("/v1/data", post(crate::opa::root).get(crate::opa::root_get))
+        .route(
+            "/v1/data/{*path}",
+            post(crate::opa::data).get(crate::opa::data_get),
+        )
         .route("/health", get(health))
         .route("/status", get(crate::source::status))
         .route("/metrics", get(metrics))
