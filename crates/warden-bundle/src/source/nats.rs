@@ -1,8 +1,8 @@
-//! Bundles in a NATS JetStream object store, with change notifications; status in a KV bucket.
+//! Bundles in a NATS JetStream object store, with change notifications; status in another.
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, object_store};
+use async_nats::jetstream::{self, object_store};
 use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
@@ -12,7 +12,7 @@ use crate::status::InstanceStatus;
 
 /// The object store bundles are published to, one object per channel.
 pub const DEFAULT_BUNDLE_BUCKET: &str = "warden-bundles";
-/// The KV bucket instances write their status to, one key per instance.
+/// The object store instances write their status to, one object per instance.
 pub const DEFAULT_STATUS_BUCKET: &str = "warden-status";
 
 /// The metadata key of a published object that names its revision.
@@ -79,7 +79,7 @@ impl Channel {
         self
     }
 
-    /// Uses another KV bucket for status.
+    /// Uses another bucket for status.
     #[must_use]
     pub fn status_bucket(mut self, bucket: impl Into<String>) -> Self {
         self.status_bucket = bucket.into();
@@ -102,15 +102,18 @@ impl Channel {
         }
     }
 
-    async fn statuses(&self) -> Result<kv::Store, SourceError> {
-        match self.js.get_key_value(&self.status_bucket).await {
+    // Status lives in an object store too (one object per instance): it needs nothing of the
+    // server beyond what bundles need.
+    async fn statuses(&self) -> Result<object_store::ObjectStore, SourceError> {
+        match self.js.get_object_store(&self.status_bucket).await {
             Ok(store) => Ok(store),
             Err(_) => self
                 .js
-                .create_key_value(kv::Config {
+                .create_object_store(object_store::Config {
                     bucket: self.status_bucket.clone(),
-                    description: "Warden PDP instances' status, one key per instance".into(),
-                    history: 1,
+                    description: Some(
+                        "Warden PDP instances' status, one object per instance".into(),
+                    ),
                     ..Default::default()
                 })
                 .await
@@ -178,12 +181,27 @@ impl Channel {
         }
     }
 
+    /// Deletes the bundle and status buckets with everything in them (for tests, and for
+    /// tearing a fleet down).
+    pub async fn delete_buckets(&self) -> Result<(), SourceError> {
+        for bucket in [&self.bundle_bucket, &self.status_bucket] {
+            if self.js.get_object_store(bucket).await.is_ok() {
+                self.js
+                    .delete_object_store(bucket)
+                    .await
+                    .map_err(|e| failed("cannot delete a bucket")(&e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes an instance's status.
     pub async fn put_status(&self, status: &InstanceStatus) -> Result<(), SourceError> {
         let store = self.statuses().await?;
         let value = serde_json::to_vec(status).map_err(|e| SourceError(e.to_string()))?;
+        let mut reader = value.as_slice();
         store
-            .put(status_key(&status.instance), value.into())
+            .put(status_key(&status.instance).as_str(), &mut reader)
             .await
             .map_err(|e| failed("cannot write status")(&e))?;
         Ok(())
@@ -192,19 +210,29 @@ impl Channel {
     /// Every instance's last status.
     pub async fn all_status(&self) -> Result<Vec<InstanceStatus>, SourceError> {
         let store = self.statuses().await?;
-        let mut keys = store
-            .keys()
+        let mut list = store
+            .list()
             .await
             .map_err(|e| failed("cannot list status")(&e))?;
+        let mut names = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| failed("cannot list status")(&e))?;
+            if !info.deleted {
+                names.push(info.name);
+            }
+        }
         let mut out = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| failed("cannot list status")(&e))?;
-            if let Some(value) = store
-                .get(&key)
+        for name in names {
+            let mut object = store
+                .get(&name)
                 .await
-                .map_err(|e| failed("cannot read status")(&e))?
-                && let Ok(status) = serde_json::from_slice::<InstanceStatus>(&value)
-            {
+                .map_err(|e| failed("cannot read status")(&e))?;
+            let mut bytes = Vec::new();
+            object
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| failed("cannot read status")(&e))?;
+            if let Ok(status) = serde_json::from_slice::<InstanceStatus>(&bytes) {
                 out.push(status);
             }
         }
@@ -286,6 +314,16 @@ impl NatsSource {
             watch: None,
             last: None,
         })
+    }
+
+    /// The channel: the object's name in the bucket.
+    pub fn channel_name(&self) -> &str {
+        &self.channel_name
+    }
+
+    /// The object store.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
     }
 
     /// The server's URL, `nats://host:port`.
