@@ -111,6 +111,15 @@ pub enum PdpError {
         /// What went wrong.
         message: String,
     },
+    /// The PDP answered, but not with a decision that can be enforced: a wrong shape,
+    /// malformed obligations. Enforced as a deny like a policy error, never covered by a
+    /// fallback, but a [`CircuitBreaker`](crate::CircuitBreaker) counts it as a failure: a PDP
+    /// that keeps answering garbage is failing.
+    #[error("malformed answer from the policy decision point: {message}")]
+    Malformed {
+        /// What was wrong with the answer.
+        message: String,
+    },
 }
 
 impl PdpError {
@@ -128,12 +137,25 @@ impl PdpError {
         }
     }
 
+    /// A malformed answer.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::Malformed {
+            message: message.into(),
+        }
+    }
+
     /// The class of the error.
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Unavailable { .. } | Self::Timeout { .. } => ErrorClass::PdpUnavailable,
-            Self::Policy { .. } => ErrorClass::PolicyError,
+            Self::Policy { .. } | Self::Malformed { .. } => ErrorClass::PolicyError,
         }
+    }
+
+    /// Whether a circuit breaker counts the error as a failure of the PDP: unavailable, or a
+    /// malformed answer.
+    pub fn is_pdp_failure(&self) -> bool {
+        self.is_unavailable() || matches!(self, Self::Malformed { .. })
     }
 
     /// Whether the error means the PDP is unavailable (as opposed to a broken policy).

@@ -32,8 +32,19 @@
 //! A transport failure, a timeout, an HTTP 5xx, a body that is not the JSON the protocol
 //! prescribes (HTML, truncated JSON, a missing `decision`) and an oversized body are all
 //! [`PdpError::Unavailable`] (or [`PdpError::Timeout`]), which every Warden PEP enforces as a
-//! deny (or a configured fallback). A malformed obligation is a [`PdpError::Policy`]. Only a
-//! well-formed answer becomes a [`Decision`], and a well-formed deny is a deny.
+//! deny (or a configured fallback). A malformed obligation or a decision document of the wrong
+//! shape is a [`PdpError::Malformed`]: a deny no fallback covers, but a failure for a circuit
+//! breaker. Only a well-formed answer becomes a [`Decision`], and a well-formed deny is a deny.
+//!
+//! # Revisions
+//!
+//! Answers name their revision (`context.policy`, or the `Warden-Policy-Revision` and
+//! `Warden-Policy-Id` headers) and when they were made (`context.decided_at`, clamped between
+//! sending and receiving). With the revision watch (on by default for AuthZEN, see
+//! [`RemotePdpBuilder::watch_revision`]) the client follows the server's switches as they
+//! happen; an answer under a revision older than the one in force, or one that misses the
+//! request's consistency token (`context.min_revision`, sent as `Warden-Min-Revision`), is
+//! refused as unavailable (`revision_unavailable`).
 //!
 //! # Tracing
 //!
@@ -522,13 +533,16 @@ impl RemotePdp {
             Protocol::AuthZen { evaluation, .. } => {
                 let body = serde_json::to_vec(request).map_err(encode)?;
                 let answer = self.post(evaluation, body, token).await?;
-                (wire::parse_evaluation(&answer.body)?, answer)
+                (
+                    wire::parse_evaluation(&answer.body).map_err(malformed)?,
+                    answer,
+                )
             }
             Protocol::Opa { data } => {
                 let body =
                     serde_json::to_vec(&wire::OpaInput { input: request }).map_err(encode)?;
                 let answer = self.post(data, body, token).await?;
-                (wire::parse_opa(&answer.body)?, answer)
+                (wire::parse_opa(&answer.body).map_err(malformed)?, answer)
             }
         };
         self.remember(&mut decision, &answer, token)?;
@@ -566,7 +580,7 @@ impl RemotePdp {
                 .into_iter()
                 .zip(requests)
                 .map(|(decision, request)| {
-                    let mut decision = decision?;
+                    let mut decision = decision.map_err(malformed)?;
                     self.remember(
                         &mut decision,
                         &answer,
@@ -591,6 +605,18 @@ impl Pdp for RemotePdp {
 
     fn revision(&self) -> Option<PolicyRevision> {
         self.inner.revisions.current()
+    }
+}
+
+/// A decision the PDP sent that cannot be enforced (malformed obligations, a document of the
+/// wrong shape) is a malformed answer, which a circuit breaker counts as a failure; an OPA
+/// document that is undefined stays a policy error (no policy at that path).
+fn malformed(error: PdpError) -> PdpError {
+    match error {
+        PdpError::Policy { message } if !message.starts_with("the document is undefined") => {
+            PdpError::malformed(message)
+        }
+        other => other,
     }
 }
 

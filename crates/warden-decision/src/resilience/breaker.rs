@@ -24,6 +24,10 @@ pub struct BreakerConfig {
     pub open_for: Duration,
     /// How many probes must succeed, half-open, before it closes (default 1).
     pub probes: u32,
+    /// After it closes, the share of calls let through grows from 5 % to all of them over this
+    /// time, so a PDP that just recovered is not hit by the whole backlog at once (default none:
+    /// all at once). Calls held back fail at once as unavailable, like calls while open.
+    pub ramp_up: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -35,6 +39,7 @@ impl Default for BreakerConfig {
             min_calls: 20,
             open_for: Duration::from_secs(5),
             probes: 1,
+            ramp_up: Duration::ZERO,
         }
     }
 }
@@ -60,6 +65,13 @@ impl BreakerConfig {
     #[must_use]
     pub fn open_for(mut self, d: Duration) -> Self {
         self.open_for = d;
+        self
+    }
+
+    /// Ramps traffic up over `d` after closing.
+    #[must_use]
+    pub fn ramp_up(mut self, d: Duration) -> Self {
+        self.ramp_up = d;
         self
     }
 
@@ -90,12 +102,16 @@ struct State {
     opened_at: Option<Instant>,
     probes_in_flight: u32,
     probe_successes: u32,
+    /// Since when traffic ramps up, and the credit of calls to let through: each call adds
+    /// the share of the moment, a call let through spends one.
+    ramping: Option<(Instant, f64)>,
+    opened: u64,
 }
 
 /// A PDP that stops calling an inner PDP that keeps being unavailable.
 ///
-/// Only *unavailable* errors (transport, timeout, overload) count as failures: a policy error or
-/// a deny is an answer. While open, every call fails at once with [`PdpError::Unavailable`], so a
+/// Only *unavailable* errors (transport, timeout, overload) and malformed answers
+/// ([`PdpError::Malformed`]) count as failures: a policy error or a deny is an answer. While open, every call fails at once with [`PdpError::Unavailable`], so a
 /// fallback can take over without waiting for timeouts.
 #[derive(Debug)]
 pub struct CircuitBreaker<P> {
@@ -122,6 +138,8 @@ impl<P: Pdp> CircuitBreaker<P> {
                 opened_at: None,
                 probes_in_flight: 0,
                 probe_successes: 0,
+                ramping: None,
+                opened: 0,
             }),
         }
     }
@@ -154,7 +172,7 @@ impl<P: Pdp> CircuitBreaker<P> {
         };
         self.advance(&mut s, now);
         match s.state {
-            BreakerState::Closed => Admission::Call { probe: false },
+            BreakerState::Closed => self.ramp(&mut s, now),
             BreakerState::Open => Admission::Reject,
             BreakerState::HalfOpen => {
                 if s.probes_in_flight + s.probe_successes < self.config.probes {
@@ -164,6 +182,31 @@ impl<P: Pdp> CircuitBreaker<P> {
                     Admission::Reject
                 }
             }
+        }
+    }
+
+    /// How many times the breaker opened.
+    pub fn opened(&self) -> u64 {
+        self.state.lock().map_or(0, |s| s.opened)
+    }
+
+    /// Closed: all calls, or during the ramp-up a share growing with the time since closing.
+    fn ramp(&self, s: &mut State, now: Instant) -> Admission {
+        let Some((since, credit)) = s.ramping.as_mut() else {
+            return Admission::Call { probe: false };
+        };
+        let elapsed = now.duration_since(*since);
+        if elapsed >= self.config.ramp_up {
+            s.ramping = None;
+            return Admission::Call { probe: false };
+        }
+        let share = (elapsed.as_secs_f64() / self.config.ramp_up.as_secs_f64()).max(0.05);
+        *credit += share;
+        if *credit >= 1.0 {
+            *credit -= 1.0;
+            Admission::Call { probe: false }
+        } else {
+            Admission::Reject
         }
     }
 
@@ -185,6 +228,7 @@ impl<P: Pdp> CircuitBreaker<P> {
                     s.state = BreakerState::Closed;
                     s.consecutive = 0;
                     s.calls.clear();
+                    s.ramping = (!self.config.ramp_up.is_zero()).then_some((now, 0.0));
                     tracing::info!(target: "warden::breaker", "circuit closed: the PDP answers again");
                 }
             }
@@ -214,6 +258,8 @@ impl<P: Pdp> CircuitBreaker<P> {
 
     fn open(&self, s: &mut State, now: Instant) {
         s.state = BreakerState::Open;
+        s.opened += 1;
+        s.ramping = None;
         s.opened_at = Some(now);
         s.probes_in_flight = 0;
         s.probe_successes = 0;
@@ -243,7 +289,7 @@ impl<P: Pdp> Pdp for CircuitBreaker<P> {
     fn decide<'a>(&'a self, request: &'a AccessRequest) -> PdpFuture<'a> {
         Box::pin(async move {
             let Admission::Call { probe } = self.admit() else {
-                return Err(PdpError::unavailable("circuit open"));
+                return Err(PdpError::unavailable("circuit open or ramping up"));
             };
             // A call dropped before it answers (its request went away) counts as a failure,
             // so that a cancelled probe cannot leave the breaker half-open for ever.
@@ -254,7 +300,7 @@ impl<P: Pdp> Pdp for CircuitBreaker<P> {
             };
             let result = self.inner.decide(request).await;
             guard.done = true;
-            let failed = matches!(&result, Err(e) if e.is_unavailable());
+            let failed = matches!(&result, Err(e) if e.is_pdp_failure());
             self.record(failed, probe);
             result
         })

@@ -34,6 +34,8 @@ mod timeout;
 #[cfg(test)]
 mod age_tests;
 #[cfg(test)]
+mod breaker_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::Duration;
