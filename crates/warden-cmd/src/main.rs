@@ -6,6 +6,8 @@
 //! * `warden eval` evaluates one access request against a policy directory or a remote PDP and
 //!   prints the decision.
 //! * `warden serve` runs the Warden PDP server on a policy directory.
+//! * `warden keygen`, `build`, `verify`, `publish` and `status` make, check and distribute
+//!   signed policy bundles and show the fleet; `warden serve --bundle` serves them.
 //! * `warden sql rewrite` and `warden sql explain` show what the SQL PEP does to a statement.
 
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod eval;
 mod exit;
+mod fleet;
 mod request;
 mod serve;
 mod sql;
@@ -37,6 +40,21 @@ enum Command {
     /// Check and rewrite SQL statements through the SQL PEP.
     #[command(subcommand, after_help = exit::HELP)]
     Sql(sql::SqlCommand),
+    /// Make an Ed25519 key pair for signing bundles.
+    #[command(after_help = exit::HELP)]
+    Keygen(fleet::keygen::KeygenArgs),
+    /// Build a signed bundle from policy packages.
+    #[command(after_help = exit::HELP)]
+    Build(fleet::build::BuildArgs),
+    /// Verify a bundle as a PDP does (exit 0 valid, 1 refused).
+    #[command(after_help = exit::HELP)]
+    Verify(fleet::verify::VerifyArgs),
+    /// Publish a bundle to a NATS JetStream channel.
+    #[command(after_help = exit::HELP)]
+    Publish(fleet::publish::PublishArgs),
+    /// Show the fleet from the channel: who runs which revision, who lags behind.
+    #[command(after_help = exit::HELP)]
+    Status(fleet::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +77,11 @@ fn main() -> ExitCode {
         Command::Eval(args) => block_on(eval::run(args)),
         Command::Serve(args) => block_on(serve::run(args)),
         Command::Sql(command) => sql::run(command),
+        Command::Keygen(args) => fleet::keygen::run(args),
+        Command::Build(args) => fleet::build::run(args),
+        Command::Verify(args) => fleet::verify::run(args),
+        Command::Publish(args) => block_on(fleet::publish::run(args)),
+        Command::Status(args) => block_on(fleet::status::run(args)),
     }
 }
 

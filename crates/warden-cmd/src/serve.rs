@@ -19,8 +19,8 @@ use crate::exit::Exit;
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// The policy directory (Rego or Cedar).
-    #[arg(long, value_name = "DIR")]
-    policy: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "bundle")]
+    policy: Option<PathBuf>,
     /// The address to listen on. Port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
     addr: SocketAddr,
@@ -33,6 +33,8 @@ pub(crate) struct ServeArgs {
     /// The URL clients reach the server at, for the AuthZEN metadata document.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    #[command(flatten)]
+    fleet: crate::fleet::serve::BundleArgs,
     /// Start even when the policies do not load (yet): answer 503 until they do. Without it a
     /// missing or broken policy directory ends the command with status 3.
     #[arg(long)]
@@ -61,9 +63,11 @@ pub(crate) fn init_logs(filter: tracing_subscriber::EnvFilter) {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
-    let mut builder = Server::builder()
-        .policy_dir(&args.policy)
-        .body_limit(args.body_limit);
+    let builder = match (&args.fleet.bundle, &args.policy) {
+        (Some(_), _) => Server::builder().external(),
+        (None, dir) => Server::builder().policy_dir(dir.clone().unwrap_or_default()),
+    };
+    let mut builder = builder.body_limit(args.body_limit);
     if !args.watch.is_zero() {
         builder = builder.watch(args.watch);
     }
@@ -71,9 +75,18 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         builder = builder.public_url(url);
     }
     let server = builder.build();
+    let bundle_source = match &args.fleet.bundle {
+        Some(spec) => match crate::fleet::serve::start(&args.fleet, spec, &server) {
+            Ok(source) => Some(source),
+            Err(error) => return crate::fleet::fail("serve", error),
+        },
+        None => None,
+    };
     // Load before listening, so that a mistake in the policies is reported at once and the
     // server never answers from nothing. The serving loop does not load them again.
-    if let Err(error) = server.load() {
+    if bundle_source.is_none()
+        && let Err(error) = server.load()
+    {
         eprintln!("warden serve: {error}");
         if !args.wait_for_policy {
             eprintln!(
@@ -95,6 +108,10 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         Some(revision) => println!(
             "warden: serving policy {} at revision {} on http://{addr}",
             revision.id, revision.revision
+        ),
+        None if bundle_source.is_some() => println!(
+            "warden: listening on http://{addr}, bundles from {} (503 until a verified bundle is active)",
+            bundle_source.as_deref().unwrap_or_default()
         ),
         None => println!("warden: listening on http://{addr} (policies not loaded)"),
     }

@@ -1,0 +1,503 @@
+//! A fleet on 127.0.0.1: a private NATS JetStream server, five `warden serve --bundle`
+//! processes (one per region), bundles built, signed and published with the `warden` command.
+//! Propagation is measured; a 30 s partition between the instances and NATS, a cold start with
+//! the channel down, tampered bundles and region scoping are checked.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers fail loudly"
+)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+const RECONCILE: Duration = Duration::from_secs(5);
+
+fn warden() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+}
+
+fn run(args: &[&str]) -> Output {
+    let output = warden().args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "warden {args:?}: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("warden-fleet-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A private nats-server with JetStream, on its own port and store.
+struct Nats {
+    child: Child,
+}
+
+impl Nats {
+    fn start(port: u16, store: &Path) -> Self {
+        let child = Command::new(NATS_SERVER)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy between the instances and NATS that can cut every connection: a partition of
+/// the instances from the channel, while the publisher still reaches it.
+struct Partition {
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    port: u16,
+}
+
+impl Partition {
+    fn start(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (flag, open) = (up.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !flag.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut list = open.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { up, conns, port }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn heal(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One `warden serve --bundle` process.
+struct Instance {
+    name: String,
+    child: Child,
+    addr: String,
+}
+
+impl Instance {
+    fn start(name: &str, region: &str, source: &str, key: &Path, state: &Path) -> Self {
+        let mut child = warden()
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--bundle",
+                source,
+                "--bundle-key",
+            ])
+            .arg(key)
+            .args([
+                "--region",
+                region,
+                "--environment",
+                "production",
+                "--instance",
+                name,
+            ])
+            .args([
+                "--reconcile",
+                &format!("{}s", RECONCILE.as_secs()),
+                "--state-dir",
+            ])
+            .arg(state)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches(',')
+            .to_owned();
+        Self {
+            name: name.to_owned(),
+            child,
+            addr,
+        }
+    }
+
+    fn status(&self) -> Option<Value> {
+        http(&self.addr, "GET", "/status", None).map(|(_, body)| body)
+    }
+
+    /// The bundle revision in force, if any.
+    fn revision(&self) -> Option<u64> {
+        self.status()?["bundle"]["revision"].as_u64()
+    }
+
+    fn decide(&self) -> bool {
+        let request = json!({
+            "subject": {"type": "user", "id": "u"},
+            "action": {"name": "GET"},
+            "resource": {"type": "route", "id": "/orders"}
+        });
+        let (code, body) =
+            http(&self.addr, "POST", "/access/v1/evaluation", Some(&request)).unwrap();
+        assert_eq!(code, 200, "{body}");
+        body["decision"].as_bool().unwrap()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client: status and JSON body.
+fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some((code, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// A package whose policy permits or denies everything, for some regions.
+fn package(root: &Path, id: &str, allow: bool, regions: &[&str], note: &str) -> PathBuf {
+    let dir = root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = id.replace('-', "_");
+    let regions: Vec<String> = regions.iter().map(|r| format!("{r:?}")).collect();
+    std::fs::write(
+        dir.join("warden.toml"),
+        format!(
+            "id = \"{id}\"\nversion = \"1.0.0\"\nentrypoint = \"data.{module}.decision\"\nregions = [{}]\n",
+            regions.join(", ")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policy.rego"),
+        format!("package {module}\n\n# {note}\ndefault decision := {{\"allow\": {allow}}}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+struct Fleet {
+    root: PathBuf,
+    nats_url: String,
+}
+
+impl Fleet {
+    /// Builds revision `revision` (the global package permits, the `eu` one denies) and
+    /// publishes it to `production`.
+    fn publish(&self, revision: u64, key: &str) -> Duration {
+        let dir = self.root.join(format!("src-{revision}"));
+        let global = package(&dir, "orders", true, &[], &format!("revision {revision}"));
+        let eu = package(&dir, "eu-hold", false, &["eu-west"], "held in the EU");
+        let out = self.root.join(format!("bundle-{revision}.tar.gz"));
+        run(&[
+            "build",
+            global.to_str().unwrap(),
+            eu.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--revision",
+            &revision.to_string(),
+            "--key",
+            key,
+        ]);
+        let started = Instant::now();
+        run(&[
+            "publish",
+            out.to_str().unwrap(),
+            "--channel",
+            "production",
+            "--nats",
+            &self.nats_url,
+        ]);
+        started.elapsed()
+    }
+}
+
+fn wait_all(instances: &[Instance], revision: u64, within: Duration) -> Vec<Duration> {
+    let started = Instant::now();
+    let mut reached = vec![None; instances.len()];
+    while reached.iter().any(Option::is_none) {
+        assert!(
+            started.elapsed() < within,
+            "not every instance reached revision {revision} within {within:?}: {:?}",
+            instances.iter().map(Instance::status).collect::<Vec<_>>()
+        );
+        for (i, instance) in instances.iter().enumerate() {
+            if reached[i].is_none() {
+                let seen = instance.revision();
+                if let Some(seen) = seen {
+                    assert!(
+                        seen <= revision,
+                        "{} went past {revision}: {seen}",
+                        instance.name
+                    );
+                }
+                if seen == Some(revision) {
+                    reached[i] = Some(started.elapsed());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reached.into_iter().map(Option::unwrap).collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[test]
+fn a_fleet_of_five_propagates_converges_after_a_partition_and_cold_starts() {
+    if warden_test_nats().is_none() {
+        return;
+    }
+    let root = temp("five");
+    let keys = root.join("keys/fleet");
+    run(&["keygen", "-o", keys.to_str().unwrap()]);
+    let secret = keys.with_extension("key");
+    let public = keys.with_extension("pub");
+    let nats_port = free_port();
+    let _nats = Nats::start(nats_port, &root.join("jetstream"));
+    let fleet = Fleet {
+        root: root.clone(),
+        nats_url: format!("nats://127.0.0.1:{nats_port}"),
+    };
+    let partition = Partition::start(nats_port);
+    let source = format!("nats://127.0.0.1:{}/production", partition.port);
+    fleet.publish(1, secret.to_str().unwrap());
+
+    let regions = ["eu-west", "us-east", "ap-south", "eu-central", "us-west"];
+    let mut instances: Vec<Instance> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, region)| {
+            Instance::start(
+                &format!("pdp-{i}"),
+                region,
+                &source,
+                &public,
+                &root.join(format!("state-{i}")),
+            )
+        })
+        .collect();
+    wait_all(&instances, 1, Duration::from_secs(20));
+
+    // Region scoping: the EU hold applies in eu-west only.
+    assert!(!instances[0].decide(), "eu-west runs the eu-hold package");
+    for instance in &instances[1..] {
+        assert!(
+            instance.decide(),
+            "{} runs only the global package",
+            instance.name
+        );
+    }
+    assert_eq!(
+        instances[0].status().unwrap()["bundle"]["packages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        instances[1].status().unwrap()["bundle"]["packages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Propagation: publish, and time until each instance serves the new revision.
+    let mut samples = Vec::new();
+    for revision in 2..=21 {
+        fleet.publish(revision, secret.to_str().unwrap());
+        samples.extend(wait_all(&instances, revision, Duration::from_secs(10)));
+    }
+    samples.sort();
+    let (p50, p99) = (percentile(&samples, 0.50), percentile(&samples, 0.99));
+    eprintln!(
+        "propagation over {} instance updates: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        samples.len(),
+        samples.last().unwrap()
+    );
+    assert!(p99 < Duration::from_secs(2), "p99 {p99:?}");
+
+    // A bundle signed by another key reaches every instance and is refused by every one.
+    let stranger = root.join("keys/stranger");
+    run(&["keygen", "-o", stranger.to_str().unwrap()]);
+    fleet.publish(22, stranger.with_extension("key").to_str().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    for instance in &instances {
+        let status = instance.status().unwrap();
+        assert_eq!(
+            status["bundle"]["revision"], 21,
+            "{}: {status}",
+            instance.name
+        );
+        let error = status["bundle"]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(error.contains("signature"), "{}: {status}", instance.name);
+    }
+
+    // Partition: the instances lose the channel for 30 s while revisions 23..25 are published.
+    partition.cut();
+    for revision in 23..=25 {
+        fleet.publish(revision, secret.to_str().unwrap());
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    for instance in &instances {
+        assert_eq!(
+            instance.revision(),
+            Some(21),
+            "{} saw through the partition",
+            instance.name
+        );
+    }
+    // A cold start during the partition serves the persisted bundle.
+    let restarted = {
+        let old = instances.remove(1);
+        drop(old);
+        Instance::start("pdp-1", regions[1], &source, &public, &root.join("state-1"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while restarted.revision() != Some(21) {
+        assert!(
+            Instant::now() < deadline,
+            "cold start: {:?}",
+            restarted.status()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = restarted.status().unwrap();
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["bundle"]["from_persisted"], true, "{status}");
+    assert_eq!(status["bundle"]["cold_starts"], 1);
+    assert!(restarted.decide());
+    instances.insert(1, restarted);
+
+    partition.heal();
+    let healed = Instant::now();
+    let converged = wait_all(&instances, 25, RECONCILE * 2 + Duration::from_secs(5));
+    let slowest = converged.iter().max().unwrap();
+    eprintln!(
+        "after a 30 s partition: every instance on the head revision {:?} after the channel came back (reconcile interval {RECONCILE:?})",
+        healed.elapsed().min(*slowest + Duration::from_millis(10))
+    );
+    assert!(
+        *slowest <= RECONCILE + Duration::from_secs(3),
+        "{converged:?}"
+    );
+
+    // `warden status` shows the fleet from the channel, everyone current.
+    let output = run(&["status", "--nats", &fleet.nats_url]);
+    let table = String::from_utf8(output.stdout).unwrap();
+    for i in 0..5 {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("pdp-{i} ")))
+            .unwrap_or_else(|| panic!("pdp-{i} missing from\n{table}"));
+        assert!(line.contains(" 25 ") && line.contains("current"), "{table}");
+    }
+    drop(instances);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn warden_test_nats() -> Option<()> {
+    // The fleet runs its own nats-server; the variable says this machine has NATS at all.
+    let required = std::env::var("WARDEN_TEST_REQUIRE_DATABASES").as_deref() == Ok("1");
+    if Path::new(NATS_SERVER).exists() {
+        return Some(());
+    }
+    assert!(
+        !required,
+        "{NATS_SERVER} is missing and WARDEN_TEST_REQUIRE_DATABASES=1"
+    );
+    eprintln!("note: skipping the fleet test: {NATS_SERVER} is not installed");
+    None
+}
