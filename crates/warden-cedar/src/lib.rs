@@ -199,6 +199,7 @@ pub struct CedarPdpBuilder {
     entity_types: Vec<(String, String)>,
     deny_on_error: bool,
     provider: Option<SharedProvider>,
+    status: Option<warden_decision::PackageStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -297,6 +298,13 @@ impl CedarPdpBuilder {
         self
     }
 
+    /// Decides with `status` instead of the manifest's (`warden test` and `warden replay`
+    /// evaluate a package as if it were active).
+    pub fn status(mut self, status: warden_decision::PackageStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
     /// Loads, validates and compiles the package.
     pub fn build(self) -> Result<CedarPdp, LoadError> {
         let loaded = self.load()?;
@@ -340,6 +348,10 @@ impl CedarPdpBuilder {
             Source::Dir(dir) => Some(dir.as_path()),
             Source::Inline { .. } => None,
         })?;
+        let gate = match self.status {
+            Some(status) => gate.with_status(status),
+            None => gate,
+        };
         let revision = gate.stamp(PolicyRevision::new(policy_id, bundle.revision()));
         let (compiled, referenced) = guarded(|| {
             load::compile(&bundle).map(|c| {
@@ -395,6 +407,7 @@ impl CedarPdp {
             entity_types: Vec::new(),
             deny_on_error: true,
             provider: None,
+            status: None,
         }
     }
 

@@ -6,6 +6,9 @@
 //! * `warden eval` evaluates one access request against a policy directory or a remote PDP and
 //!   prints the decision.
 //! * `warden serve` runs the Warden PDP server on a policy directory.
+//! * `warden test` runs the test cases of policy packages; `warden check` validates them;
+//!   `warden catalog` lists them with their regulatory mappings; `warden replay` decides recorded
+//!   requests again with a candidate package.
 //! * `warden keygen`, `build`, `verify`, `publish` and `status` make, check and distribute
 //!   signed policy bundles and show the fleet; `warden serve --bundle` serves them.
 //! * `warden sql rewrite` and `warden sql explain` show what the SQL PEP does to a statement.
@@ -16,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod eval;
 mod exit;
+mod lifecycle;
 mod fleet;
 mod request;
 mod serve;
@@ -40,6 +44,18 @@ enum Command {
     /// Check and rewrite SQL statements through the SQL PEP.
     #[command(subcommand, after_help = exit::HELP)]
     Sql(sql::SqlCommand),
+    /// Run the test cases of policy packages (exit 0 all pass, 1 a case failed).
+    #[command(after_help = exit::HELP)]
+    Test(lifecycle::test::TestArgs),
+    /// Load and validate policy packages and their manifests without running them.
+    #[command(after_help = exit::HELP)]
+    Check(lifecycle::check::CheckArgs),
+    /// List policy packages with their regulatory mappings, tests and coverage.
+    #[command(after_help = exit::HELP)]
+    Catalog(lifecycle::catalog::CatalogArgs),
+    /// Decide recorded decision events again with a candidate package; report what changes.
+    #[command(after_help = exit::HELP)]
+    Replay(lifecycle::replay::ReplayArgs),
     /// Make an Ed25519 key pair for signing bundles.
     #[command(after_help = exit::HELP)]
     Keygen(fleet::keygen::KeygenArgs),
@@ -77,6 +93,10 @@ fn main() -> ExitCode {
         Command::Eval(args) => block_on(eval::run(args)),
         Command::Serve(args) => block_on(serve::run(args)),
         Command::Sql(command) => sql::run(command),
+        Command::Test(args) => block_on(lifecycle::test::run(args)),
+        Command::Check(args) => block_on(lifecycle::check::run(args)),
+        Command::Catalog(args) => block_on(lifecycle::catalog::run(args)),
+        Command::Replay(args) => block_on(lifecycle::replay::run(args)),
         Command::Keygen(args) => fleet::keygen::run(args),
         Command::Build(args) => fleet::build::run(args),
         Command::Verify(args) => fleet::verify::run(args),

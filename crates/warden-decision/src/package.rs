@@ -218,6 +218,14 @@ pub struct PackageManifest {
     /// The Rego entrypoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<String>,
+    /// The regions it applies to: a PDP started with `--region` activates it only in these
+    /// (and one started without a region not at all). Empty means every region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// The environments it applies to (`staging`, `production`, ...), as `regions`. Empty means
+    /// every environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
 }
 
 impl PackageManifest {
@@ -282,6 +290,14 @@ impl PackageGate {
             regulations: manifest.regulation_labels(),
             exceptions,
         })
+    }
+
+    /// The gate with `status` in force instead of the manifest's: tools that test or replay a
+    /// package decide as if it were active.
+    #[must_use]
+    pub fn with_status(mut self, status: PackageStatus) -> Self {
+        self.status = status;
+        self
     }
 
     /// The status.

@@ -82,6 +82,8 @@ use warden_decision::{
 };
 
 pub use load::LoadError;
+#[cfg(feature = "coverage")]
+pub use load::{FileCoverage, line_coverage};
 
 /// The entrypoint evaluated when none is configured.
 pub const DEFAULT_ENTRYPOINT: &str = "data.warden.decision";
@@ -107,6 +109,7 @@ pub struct RegoPdpBuilder {
     evaluator: Evaluator,
     max_instructions: usize,
     policy_id: Option<String>,
+    status: Option<warden_decision::PackageStatus>,
     source: Source,
 }
 
@@ -142,6 +145,13 @@ impl RegoPdpBuilder {
     /// or `inline`).
     pub fn policy_id(mut self, id: impl Into<String>) -> Self {
         self.policy_id = Some(id.into());
+        self
+    }
+
+    /// Decides with `status` instead of the manifest's (`warden test` and `warden replay`
+    /// evaluate a package as if it were active).
+    pub fn status(mut self, status: warden_decision::PackageStatus) -> Self {
+        self.status = Some(status);
         self
     }
 
@@ -206,6 +216,10 @@ impl RegoPdpBuilder {
             Source::Dir(dir) => bundle.gate(dir)?,
             Source::Inline { .. } => warden_decision::PackageGate::default(),
         };
+        let gate = match self.status {
+            Some(status) => gate.with_status(status),
+            None => gate,
+        };
         let revision = gate.stamp(PolicyRevision::new(policy_id, bundle.revision()));
         let compiled = load::compile(&bundle, &entrypoint)?;
         Ok(Loaded {
@@ -248,6 +262,7 @@ impl RegoPdp {
             evaluator: Evaluator::default(),
             max_instructions: DEFAULT_MAX_INSTRUCTIONS,
             policy_id: None,
+            status: None,
             source: Source::Inline {
                 policies: Vec::new(),
                 data: Vec::new(),

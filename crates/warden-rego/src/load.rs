@@ -331,3 +331,104 @@ pub(crate) fn compile(bundle: &Bundle, entrypoint: &str) -> Result<Compiled, Loa
     compiled.new_vm(1).map_err(compile_error)?;
     Ok(compiled)
 }
+
+/// Which lines of one Rego file a set of requests evaluated.
+#[cfg(feature = "coverage")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCoverage {
+    /// The file, relative to the policy directory.
+    pub path: String,
+    /// The lines (1-based) that were evaluated.
+    pub covered: Vec<u32>,
+    /// The lines (1-based) of rules and expressions that were never evaluated.
+    pub not_covered: Vec<u32>,
+    /// The file's lines, to show the ones not covered.
+    pub source: Vec<String>,
+}
+
+/// The line coverage of the Rego files in `dir` when its entrypoint (`entrypoint`, or the
+/// manifest's, or [`DEFAULT_ENTRYPOINT`](crate::DEFAULT_ENTRYPOINT)) is evaluated for each of
+/// `requests`, by regorus' interpreter. Evaluation errors are not coverage's concern: the
+/// decisions themselves are checked by the PDP.
+///
+/// ```
+/// use warden_decision::{AccessRequest, Action, Resource, Subject};
+///
+/// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/clinic");
+/// let health = AccessRequest::new(
+///     Subject::new("anonymous", "anonymous"),
+///     Action::new("GET"),
+///     Resource::new("route", "/health"),
+/// );
+/// let files = warden_rego::line_coverage(dir, None, &[health]).unwrap();
+/// assert!(files.iter().any(|f| !f.covered.is_empty() && !f.not_covered.is_empty()));
+/// ```
+#[cfg(feature = "coverage")]
+pub fn line_coverage(
+    dir: impl AsRef<Path>,
+    entrypoint: Option<&str>,
+    requests: &[warden_decision::AccessRequest],
+) -> Result<Vec<FileCoverage>, LoadError> {
+    let bundle = Bundle::read_dir(dir.as_ref())?;
+    let entrypoint = entrypoint
+        .map(str::to_owned)
+        .or_else(|| bundle.manifest.as_ref().and_then(|m| m.entrypoint.clone()))
+        .unwrap_or_else(|| crate::DEFAULT_ENTRYPOINT.to_owned());
+    let compiled = compile(&bundle, &entrypoint)?;
+    let mut engine = compiled.engine.clone();
+    engine.set_enable_coverage(true);
+    for request in requests {
+        // The request as JSON is the input the PDP builds: the AuthZEN shape.
+        let Ok(input) = serde_json::to_value(request) else {
+            continue;
+        };
+        engine.set_input(regorus::Value::from(input));
+        // A panic inside the engine must not take the tool down either.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.eval_rule(entrypoint.clone())
+        }));
+    }
+    let report = engine
+        .get_coverage_report()
+        .map_err(|e| LoadError::Compile {
+            entrypoint: entrypoint.clone(),
+            message: e.to_string(),
+        })?;
+    let mut files: Vec<FileCoverage> = report
+        .files
+        .into_iter()
+        .map(|f| FileCoverage {
+            source: f.code.lines().map(str::to_owned).collect(),
+            path: f.path,
+            covered: f.covered.into_iter().collect(),
+            not_covered: f.not_covered.into_iter().collect(),
+        })
+        .collect();
+    // A file none of whose rules was evaluated is not in regorus' report: every line of code
+    // in it is uncovered.
+    for (path, source) in &bundle.policies {
+        if files.iter().any(|f| &f.path == path) {
+            continue;
+        }
+        let not_covered = source
+            .lines()
+            .zip(1u32..)
+            .filter(|(line, _)| {
+                let line = line.trim();
+                !line.is_empty()
+                    && !line.starts_with('#')
+                    && !line.starts_with("package ")
+                    && !line.starts_with("import ")
+            })
+            .map(|(_, n)| n)
+            .collect();
+        files.push(FileCoverage {
+            path: path.clone(),
+            covered: Vec::new(),
+            not_covered,
+            source: source.lines().map(str::to_owned).collect(),
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}

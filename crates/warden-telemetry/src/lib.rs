@@ -34,10 +34,15 @@ mod event;
 mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;
+mod recorded;
 mod sink;
 
 pub use event::{DecisionEvent, Outcome, Pep};
 pub use metrics::Metrics;
+pub use recorded::{
+    DEFAULT_PSEUDONYM_PATHS, MIN_PSEUDONYM_KEY_LEN, PSEUDONYM_PREFIX, Pseudonymizer,
+    RECORDED_REQUEST, ShortKey, recorded_request,
+};
 pub use sink::{
     DEFAULT_SENSITIVE_KEYS, DRAIN_EVERY, EventWriter, Telemetry, TelemetryBuilder, TelemetryError,
 };
