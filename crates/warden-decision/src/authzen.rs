@@ -8,7 +8,7 @@
 //! | member of `context` | meaning |
 //! |---|---|
 //! | `decision_id` | the PDP's id for the decision |
-//! | `obligations` | array of obligation objects (`{"type": "redact", ...}`) |
+//! | `obligations` | array of Obligations Profile objects, `{"id", "type", "properties"}` (see [`obligation_to_profile`]; Warden obligations as earlier servers sent them are read too) |
 //! | `advice` | array of advice objects |
 //! | `reasons` | array of `{"message": ...}` objects (plain strings are read too) |
 //! | `policy` | `{"id": ..., "revision": ...}` of the policy that decided |
@@ -35,6 +35,13 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+mod obligations;
+
+pub use obligations::{
+    SUPPORTED_OBLIGATIONS, VENDOR, is_profile_object, obligation_from_profile,
+    obligation_to_profile, profile_type,
+};
 
 use crate::decision::{Advice, Decision, DecisionId, Diagnostic, PolicyRevision, Reason};
 use crate::obligation::Obligation;
@@ -93,7 +100,13 @@ impl EvaluationResponse {
             }
         };
         if !decision.obligations.is_empty() {
-            put("obligations", serde_json::to_value(&decision.obligations));
+            let wire: Vec<Value> = decision
+                .obligations
+                .iter()
+                .enumerate()
+                .map(|(i, o)| obligation_to_profile(i, o))
+                .collect();
+            put("obligations", Ok(Value::Array(wire)));
         }
         if !decision.advice.is_empty() {
             put("advice", serde_json::to_value(&decision.advice));
@@ -162,8 +175,7 @@ impl EvaluationResponse {
             decision.id = id;
         }
         if let Some(value) = self.context.remove("obligations") {
-            decision.obligations =
-                member::<Vec<Obligation>>(value, "obligations").map_err(PdpError::policy)?;
+            decision.obligations = read_obligations(value).map_err(PdpError::policy)?;
         }
         if let Some(value) = self.context.remove("advice") {
             decision.advice = member::<Vec<Advice>>(value, "advice").map_err(PdpError::policy)?;
@@ -193,6 +205,25 @@ impl EvaluationResponse {
         }
         Ok(decision)
     }
+}
+
+/// `context.obligations`: profile objects, or Warden obligations as earlier servers sent them.
+/// Obligations on a deny are kept: the PEP carries them out and denies.
+fn read_obligations(value: Value) -> Result<Vec<Obligation>, String> {
+    let Value::Array(items) = value else {
+        return Err("malformed `obligations` in the answer: not an array".into());
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            if is_profile_object(&item) {
+                obligation_from_profile(item)
+            } else {
+                Obligation::from_json(item).map_err(|e| e.0)
+            }
+            .map_err(|e| format!("malformed `obligations` in the answer: {e}"))
+        })
+        .collect()
 }
 
 fn member<T: serde::de::DeserializeOwned>(value: Value, name: &str) -> Result<T, String> {
@@ -512,6 +543,9 @@ pub struct Metadata {
     /// The action search endpoint, if the PDP has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_action_endpoint: Option<String>,
+    /// The obligation types the PDP issues (AuthZEN Obligations Profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supported_obligations: Option<Vec<String>>,
     /// Capability URNs the PDP supports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
@@ -534,6 +568,7 @@ impl Metadata {
             search_subject_endpoint: None,
             search_resource_endpoint: None,
             search_action_endpoint: None,
+            supported_obligations: None,
             capabilities: None,
             signed_metadata: None,
             other: Map::new(),

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use warden_decision::authzen::{
     Batch, EVALUATION_PATH, EVALUATIONS_PATH, EvaluationResponse, EvaluationsResponse,
     METADATA_PATH, Metadata, SEARCH_ACTION_PATH, SEARCH_RESOURCE_PATH, SEARCH_SUBJECT_PATH,
+    SUPPORTED_OBLIGATIONS, profile_type,
 };
 use warden_decision::{AccessRequest, Decision, ErrorClass, PdpError, TraceContext};
 
@@ -195,6 +196,7 @@ pub(crate) async fn decide(
         }
         other => other,
     };
+    let outcome = outcome.map(|decision| negotiate(request, decision));
     state
         .metrics
         .decision(outcome.as_ref().ok().map(|d| d.allowed), started.elapsed());
@@ -209,6 +211,38 @@ pub(crate) async fn decide(
         );
     }
     outcome
+}
+
+/// The Obligations Profile's negotiation. A request whose `context.supported_obligations`
+/// names the obligation types its PEP carries out (values this server does not advertise are
+/// ignored) gets no permit it cannot enforce: a permit with an obligation of another type
+/// becomes a deny that says which. Without the member, the decision stands.
+pub(crate) fn negotiate(request: &AccessRequest, decision: Decision) -> Decision {
+    let Some(Value::Array(declared)) = request.context.get("supported_obligations") else {
+        return decision;
+    };
+    let declared: Vec<&str> = declared
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|t| SUPPORTED_OBLIGATIONS.contains(t))
+        .collect();
+    if !decision.allowed {
+        return decision;
+    }
+    let Some(missing) = decision
+        .obligations
+        .iter()
+        .map(profile_type)
+        .find(|t| !declared.contains(t))
+    else {
+        return decision;
+    };
+    let mut deny = Decision::deny().with_reason(format!(
+        "the permit needs a `{missing}` obligation, which the PEP does not support"
+    ));
+    deny.id = decision.id;
+    deny.policy = decision.policy;
+    deny
 }
 
 pub(crate) fn pdp_failed(error: &PdpError) -> Problem {
@@ -376,6 +410,12 @@ async fn metadata(Extract(state): Shared, headers: HeaderMap) -> Response {
     metadata.search_resource_endpoint = Some(format!("{base}{SEARCH_RESOURCE_PATH}"));
     metadata.search_action_endpoint = Some(format!("{base}{SEARCH_ACTION_PATH}"));
     metadata.capabilities = Some(Vec::new());
+    metadata.supported_obligations = Some(
+        SUPPORTED_OBLIGATIONS
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect(),
+    );
     metadata.signed_metadata.clone_from(&state.signed_metadata);
     state.metrics.request("metadata", 200);
     json_response(StatusCode::OK, &metadata)

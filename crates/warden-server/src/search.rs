@@ -3,7 +3,9 @@
 //! The candidates come from the package's [entity source](crate::entities); each is decided by
 //! the policies like an evaluation, and the permitted ones are the results, in the source's
 //! order. A permitted result whose decision carries obligations lists them in its
-//! `obligations` member. Pagination:
+//! `obligations` member, as Obligations Profile objects; when the request's
+//! `context.supported_obligations` declares what its PEP carries out, a result that needs
+//! another type is left out (the others stay). Pagination:
 //!
 //! * `page.limit` caps a page (at most [`MAX_PAGE`]; a search without a limit gets pages of
 //!   [`MAX_PAGE`]). A page that does not end the results has a non-empty `page.next_token`,
@@ -21,6 +23,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use warden_decision::authzen::obligation_to_profile;
 use warden_decision::{AccessRequest, Action, Properties, Resource, Subject};
 
 use crate::routes::{
@@ -361,10 +364,13 @@ async fn search(
         if !decision.obligations.is_empty()
             && let Some(object) = result.as_object_mut()
         {
-            object.insert(
-                "obligations".into(),
-                serde_json::to_value(&decision.obligations).unwrap_or(Value::Null),
-            );
+            let obligations: Vec<Value> = decision
+                .obligations
+                .iter()
+                .enumerate()
+                .map(|(i, o)| obligation_to_profile(i, o))
+                .collect();
+            object.insert("obligations".into(), Value::Array(obligations));
         }
         permitted.push(result);
     }

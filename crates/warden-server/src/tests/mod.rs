@@ -12,6 +12,7 @@ use warden_test::{Answer, ScriptedPdp};
 
 use crate::Server;
 
+mod obligations;
 mod opa;
 mod search;
 mod transport;
@@ -70,7 +71,12 @@ async fn evaluation_answers_permits_with_obligations_and_denies_with_reasons() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(content_type, "application/json");
     assert_eq!(body["decision"], true);
-    assert_eq!(body["context"]["obligations"][0]["type"], "redact");
+    // Obligations Profile objects: Warden's redact is a `custom` obligation of vendor `warden`.
+    let obligation = &body["context"]["obligations"][0];
+    assert_eq!(obligation["type"], "custom");
+    assert!(obligation["id"].is_string());
+    assert_eq!(obligation["properties"]["vendor"], "warden");
+    assert_eq!(obligation["properties"]["type"], "redact");
     assert_eq!(body["context"]["policy"]["id"], "clinic");
     assert!(body["context"]["decision_id"].is_string());
 
