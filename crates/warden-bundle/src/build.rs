@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use warden_decision::PackageManifest;
 
 use crate::format::{
     FORMAT, FileEntry, MANIFEST_PATH, MAX_FILES, Manifest, PackageEntry, SIGNATURE_PATH,
@@ -14,17 +14,6 @@ use crate::format::{
 };
 use crate::keys::hex;
 use crate::{BundleError, SecretKey};
-
-/// The keys of `warden.toml` a bundle reads. Every other key stays in the file, untouched.
-#[derive(Debug, Deserialize)]
-struct PackageManifest {
-    id: String,
-    version: String,
-    #[serde(default)]
-    regions: Vec<String>,
-    #[serde(default)]
-    environments: Vec<String>,
-}
 
 /// A file of a package: its path in the archive, its content.
 type NamedFile = (String, Vec<u8>);
