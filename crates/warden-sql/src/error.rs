@@ -69,7 +69,8 @@ pub enum DenyReason {
         /// The policy's reasons, for logs: not part of the message.
         reasons: Vec<String>,
     },
-    /// A function on the deny-list.
+    /// A function not on the dialect's allow-list (or taken off it), or a cast to a type that
+    /// looks names up in the catalogs.
     DeniedFunction(String),
     /// A whole-row reference to a table (`SELECT t FROM t`, `row_to_json(t)`, `f(t.*)`).
     WholeRow(String),
@@ -106,6 +107,8 @@ pub enum DenyReason {
     },
     /// A bind parameter a check needs is missing or has an unusable type.
     Parameter(String),
+    /// The statement is longer, or has more operators, than a statement may have.
+    TooComplex(String),
 }
 
 impl DenyReason {
@@ -129,6 +132,7 @@ impl DenyReason {
             Self::RowFilterViolation(_) => "row_filter_violation",
             Self::CannotProve { .. } => "cannot_prove",
             Self::Parameter(_) => "parameter",
+            Self::TooComplex(_) => "too_complex",
         }
     }
 }
@@ -183,6 +187,7 @@ impl fmt::Display for DenyReason {
                 "cannot prove the written row stays inside the row filter of `{table}`: {detail}"
             ),
             Self::Parameter(what) => write!(f, "bind parameter problem: {what}"),
+            Self::TooComplex(what) => write!(f, "the statement is too large to analyse: {what}"),
         }
     }
 }

@@ -65,7 +65,8 @@
 //! # What is refused
 //!
 //! Every refusal is an [`SqlError`] with a stable [`code`](SqlError::code): `parse_error`
-//! (unparseable, or nested past the recursion limit), `empty_statement`, `multiple_statements`,
+//! (unparseable, or nested past the recursion limit), `too_complex` (longer than the length
+//! limit, or more operators than the budget), `empty_statement`, `multiple_statements`,
 //! `statement_kind` (DDL, `COPY`, `DO`, `PREPARE`/`EXECUTE`, `SET`/`RESET`, `GRANT`/`REVOKE`,
 //! `EXPLAIN` and `EXPLAIN ANALYZE`, `CALL`, `LOAD`, transactions, `MERGE` where the database has
 //! none, …), `system_catalog` (`pg_catalog`, `information_schema`, `mysql`, `sqlite_master`, …,
@@ -108,6 +109,7 @@ mod filter;
 pub mod functions;
 mod layer;
 mod mask;
+mod parse;
 mod policy;
 mod request;
 
@@ -116,9 +118,10 @@ pub use catalog::Catalog;
 pub use dialect::{Dialect, UnknownDialect};
 pub use error::{DenyReason, SqlError};
 pub use layer::{DATABASE_LOG_TARGET, SqlPolicyLayer, SqlPolicyService, SqlServiceError};
+pub use parse::{DEFAULT_MAX_OPERATORS, DEFAULT_MAX_STATEMENT_LEN};
 pub use policy::{
-    Analysis, ConfigError, DEFAULT_CACHE_CAPACITY, Rewrite, SqlPolicy, SqlPolicyBuilder,
-    TableAccess,
+    Analysis, ConfigError, DEFAULT_CACHE_CAPACITY, MAX_RECURSION_LIMIT, Rewrite, SqlPolicy,
+    SqlPolicyBuilder, TableAccess,
 };
 pub use request::{Enforcement, SqlRequest, SqlResponse, SqlValue};
 

@@ -10,8 +10,6 @@ use serde_json::{Value as Json, json};
 use sqlparser::ast::{
     Expr, ObjectName, Query, Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
 };
-use sqlparser::parser::{Parser, ParserOptions};
-use sqlparser::tokenizer::{Token, Tokenizer};
 use warden_decision::{
     AccessRequest, Action, Decision, Obligation, Pdp, Predicate, Properties, Resource, Subject,
     merge_obligations,
@@ -24,7 +22,14 @@ use crate::error::{DenyReason, SqlError};
 use crate::filter::{Truth, eval, resolve};
 use crate::functions::Functions;
 use crate::mask::Masks;
+use crate::parse::{
+    DEEP, DEFAULT_MAX_OPERATORS, DEFAULT_MAX_STATEMENT_LEN, Limits, on_deep_stack, parse_one,
+};
 use crate::request::{Enforcement, SqlRequest, SqlValue};
+
+/// The highest parser recursion limit a policy may set: deeper nesting of queries and
+/// parentheses is refused well before any pass over the tree could exhaust a thread's stack.
+pub const MAX_RECURSION_LIMIT: usize = 200;
 
 /// The most statements each cache keeps, by default.
 pub const DEFAULT_CACHE_CAPACITY: u64 = 4096;
@@ -44,8 +49,8 @@ pub enum ConfigError {
         /// The given length.
         len: usize,
     },
-    /// The recursion limit is outside 1..=1000.
-    #[error("recursion limit {0} is outside 1..=1000")]
+    /// The recursion limit is outside 1..=200.
+    #[error("recursion limit {0} is outside 1..=200")]
     RecursionLimit(usize),
     /// A mask template does not parse (a bug).
     #[error("{0}")]
@@ -64,6 +69,8 @@ pub struct SqlPolicyBuilder {
     hash_key: Option<Vec<u8>>,
     replacement: String,
     recursion_limit: usize,
+    max_len: usize,
+    max_operators: usize,
     cache_capacity: u64,
     fence: Option<bool>,
 }
@@ -154,9 +161,25 @@ impl SqlPolicyBuilder {
         self
     }
 
-    /// The parser's recursion limit (default 50).
+    /// The parser's recursion limit (default 50, at most [`MAX_RECURSION_LIMIT`]).
     pub fn recursion_limit(mut self, limit: usize) -> Self {
         self.recursion_limit = limit;
+        self
+    }
+
+    /// The longest statement analysed, in bytes (default [`DEFAULT_MAX_STATEMENT_LEN`]); a
+    /// longer one is refused (`too_complex`).
+    pub fn max_statement_len(mut self, bytes: usize) -> Self {
+        self.max_len = bytes;
+        self
+    }
+
+    /// The most operator tokens (`+`, `AND`, `::`, `.`, …) a statement may have (default
+    /// [`DEFAULT_MAX_OPERATORS`]); more are refused (`too_complex`). This bounds the depth of
+    /// the parsed tree, which the parser's recursion limit alone does not: every later pass over
+    /// it recurses.
+    pub fn max_operators(mut self, operators: usize) -> Self {
+        self.max_operators = operators;
         self
     }
 
@@ -185,14 +208,14 @@ impl SqlPolicyBuilder {
                 len: key.len(),
             });
         }
-        if !(1..=1000).contains(&self.recursion_limit) {
+        if !(1..=MAX_RECURSION_LIMIT).contains(&self.recursion_limit) {
             return Err(ConfigError::RecursionLimit(self.recursion_limit));
         }
         let masks = Masks::new(rules, &self.replacement, self.hash_key.as_deref())
             .map_err(ConfigError::Mask)?;
         let template = |sql: &str| -> Result<Query, ConfigError> {
-            let statement =
-                parse_one(rules, sql, 50).map_err(|e| ConfigError::Mask(e.to_string()))?;
+            let (statement, _) = parse_one(rules, sql, Limits::TEMPLATES)
+                .map_err(|e| ConfigError::Mask(e.to_string()))?;
             match statement {
                 Statement::Query(q) => Ok(*q),
                 _ => Err(ConfigError::Mask(format!(
@@ -217,7 +240,11 @@ impl SqlPolicyBuilder {
                 nonce: format!("warden_{}", uuid::Uuid::now_v7().simple()),
                 plain_template,
                 rows_template,
-                recursion_limit: self.recursion_limit,
+                limits: Limits {
+                    recursion: self.recursion_limit,
+                    length: self.max_len,
+                    operators: self.max_operators,
+                },
                 analyses: (self.cache_capacity > 0)
                     .then(|| moka::sync::Cache::new(self.cache_capacity)),
                 rewrites: (self.cache_capacity > 0)
@@ -264,7 +291,7 @@ struct Inner {
     nonce: String,
     plain_template: Query,
     rows_template: Query,
-    recursion_limit: usize,
+    limits: Limits,
     analyses: Option<Analyses>,
     rewrites: Option<Rewrites>,
 }
@@ -291,6 +318,8 @@ pub struct Analysis {
     accesses: Vec<TableAccess>,
     placeholders: HashMap<(u64, u64), usize>,
     dialect: Dialect,
+    /// Whether its passes run on a thread with a large stack.
+    deep: bool,
 }
 
 /// One (relation, operation) of a statement.
@@ -432,6 +461,8 @@ impl SqlPolicy {
             hash_key: None,
             replacement: "[REDACTED]".into(),
             recursion_limit: 50,
+            max_len: DEFAULT_MAX_STATEMENT_LEN,
+            max_operators: DEFAULT_MAX_OPERATORS,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             fence: None,
         }
@@ -492,8 +523,20 @@ impl SqlPolicy {
     }
 
     fn analyze_uncached(&self, sql: &str) -> Result<Analysis, SqlError> {
+        let (statement, operators) = parse_one(self.inner.rules, sql, self.inner.limits)?;
+        if operators > DEEP {
+            return on_deep_stack(|| self.analyze_parsed(sql, statement, true));
+        }
+        self.analyze_parsed(sql, statement, false)
+    }
+
+    fn analyze_parsed(
+        &self,
+        sql: &str,
+        mut statement: Statement,
+        deep: bool,
+    ) -> Result<Analysis, SqlError> {
         let rules = self.inner.rules;
-        let mut statement = parse_one(rules, sql, self.inner.recursion_limit)?;
         let mut flat = Flat {
             functions: &self.inner.functions,
             rules,
@@ -539,6 +582,7 @@ impl SqlPolicy {
             accesses,
             placeholders,
             dialect: self.inner.dialect,
+            deep,
         })
     }
 
@@ -606,6 +650,18 @@ impl SqlPolicy {
     }
 
     fn rewrite_with(
+        &self,
+        analysis: &Analysis,
+        owned: Option<Statement>,
+        plan: &Plan,
+    ) -> Result<Rewrite, SqlError> {
+        if analysis.deep {
+            return on_deep_stack(|| self.rewrite_on_this_stack(analysis, owned, plan));
+        }
+        self.rewrite_on_this_stack(analysis, owned, plan)
+    }
+
+    fn rewrite_on_this_stack(
         &self,
         analysis: &Analysis,
         owned: Option<Statement>,
@@ -813,116 +869,6 @@ fn finish_access(a: AccessBuild, catalog: &Catalog) -> TableAccess {
         table,
         operation: a.operation,
         columns,
-    }
-}
-
-/// Statement keywords that are refused even when the parser does not know their syntax.
-const REFUSED_KEYWORDS: &[&str] = &[
-    "ALTER",
-    "ANALYZE",
-    "ATTACH",
-    "BEGIN",
-    "CALL",
-    "CHECKPOINT",
-    "CLUSTER",
-    "COMMENT",
-    "COMMIT",
-    "COPY",
-    "CREATE",
-    "DEALLOCATE",
-    "DECLARE",
-    "DESC",
-    "DESCRIBE",
-    "DETACH",
-    "DISCARD",
-    "DO",
-    "DROP",
-    "EXECUTE",
-    "EXPLAIN",
-    "FLUSH",
-    "GRANT",
-    "HANDLER",
-    "IMPORT",
-    "INSTALL",
-    "KILL",
-    "LISTEN",
-    "LOAD",
-    "LOCK",
-    "NOTIFY",
-    "OPTIMIZE",
-    "PRAGMA",
-    "PREPARE",
-    "REASSIGN",
-    "REFRESH",
-    "REINDEX",
-    "RELEASE",
-    "RENAME",
-    "REPAIR",
-    "RESET",
-    "REVOKE",
-    "ROLLBACK",
-    "SAVEPOINT",
-    "SECURITY",
-    "SET",
-    "SHOW",
-    "SHUTDOWN",
-    "START",
-    "TRUNCATE",
-    "UNLISTEN",
-    "UNLOCK",
-    "USE",
-    "VACUUM",
-];
-
-/// Parses exactly one statement; a failure is classified (several statements, a refused
-/// kind) when the tokens tell.
-pub(crate) fn parse_one(
-    rules: &dyn DialectRules,
-    sql: &str,
-    recursion_limit: usize,
-) -> Result<Statement, SqlError> {
-    let parsed = Parser::new(rules.parser())
-        .with_recursion_limit(recursion_limit)
-        .with_options(ParserOptions::new().with_unescape(false))
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements());
-    match parsed {
-        Ok(mut statements) => match statements.len() {
-            0 => Err(DenyReason::EmptyStatement.into()),
-            1 => statements
-                .pop()
-                .ok_or_else(|| DenyReason::EmptyStatement.into()),
-            n => Err(DenyReason::MultipleStatements(n).into()),
-        },
-        Err(error) => {
-            let Ok(tokens) = Tokenizer::new(rules.parser(), sql)
-                .with_unescape(false)
-                .tokenize()
-            else {
-                return Err(SqlError::Parse(error.to_string()));
-            };
-            let significant: Vec<&Token> = tokens
-                .iter()
-                .filter(|t| !matches!(t, Token::Whitespace(_)))
-                .collect();
-            let groups = significant
-                .split(|t| matches!(t, Token::SemiColon))
-                .filter(|g| !g.is_empty())
-                .count();
-            if groups > 1 {
-                return Err(DenyReason::MultipleStatements(groups).into());
-            }
-            if groups == 0 {
-                return Err(DenyReason::EmptyStatement.into());
-            }
-            if let Some(Token::Word(w)) = significant.first() {
-                let upper = w.value.to_ascii_uppercase();
-                if w.quote_style.is_none() && REFUSED_KEYWORDS.contains(&upper.as_str()) {
-                    return Err(DenyReason::StatementKind(upper).into());
-                }
-            }
-            Err(SqlError::Parse(error.to_string()))
-        }
     }
 }
 
