@@ -24,6 +24,9 @@ use warden_remote::{EvaluationsSemantic, RemotePdp};
 use warden_server::Server;
 use warden_test::{Answer, ScriptedPdp};
 
+#[path = "remote_pdp/replicas.rs"]
+mod replicas;
+
 const PATIENT: &str = "/clinics/{clinic_id}/patients/{patient_id}";
 
 fn nurse_reads(clinic: &str) -> AccessRequest {
@@ -481,7 +484,11 @@ async fn a_revision_switch_reaches_a_cache_whose_traffic_is_all_hits() {
         loop {
             let d = pdp.decide(&request).await.unwrap();
             if d.policy.revision == format!("r{revision}") {
-                assert_eq!(d.allowed, revision.is_multiple_of(2), "the new revision decides");
+                assert_eq!(
+                    d.allowed,
+                    revision.is_multiple_of(2),
+                    "the new revision decides"
+                );
                 break;
             }
             assert!(

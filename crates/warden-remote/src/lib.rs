@@ -74,6 +74,7 @@
 //! # }
 //! ```
 
+mod replicas;
 mod watch;
 mod wire;
 
@@ -90,6 +91,7 @@ use warden_decision::{
 pub use warden_decision::authzen::EvaluationsSemantic;
 use wire::Metadata;
 
+pub use replicas::{EndpointStats, Replicas, ReplicasBuilder, ReplicasStats};
 pub use watch::{DEFAULT_REVALIDATE, REVISION_PATH};
 
 /// The default time a call may take, from sending the request to reading the whole answer.
