@@ -3,8 +3,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store};
+use std::sync::Arc;
+
 use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
+use tokio::sync::Notify;
 
 use super::{BundleSource, PollFuture, SourceError};
 use crate::format::MAX_ARCHIVE_BYTES;
@@ -54,7 +57,21 @@ impl Channel {
     /// Connects to the server at `url` (`nats://host:port`). The connection is made in the
     /// background and remade after an outage; operations fail while the server is down.
     pub async fn connect(url: &str) -> Result<Self, SourceError> {
+        Self::connect_notifying(url, Arc::new(Notify::new())).await
+    }
+
+    /// As [`connect`](Self::connect), and wakes `connected` each time the connection is made
+    /// or remade, so a source can look at the channel at once after an outage.
+    pub async fn connect_notifying(url: &str, connected: Arc<Notify>) -> Result<Self, SourceError> {
         let client = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                let connected = connected.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        connected.notify_one();
+                    }
+                }
+            })
             .retry_on_initial_connect()
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))
@@ -270,6 +287,7 @@ pub struct NatsSource {
     channel: Option<Channel>,
     watch: Option<object_store::Watch>,
     last: Option<String>,
+    connected: Arc<Notify>,
 }
 
 impl std::fmt::Debug for NatsSource {
@@ -313,6 +331,7 @@ impl NatsSource {
             channel: None,
             watch: None,
             last: None,
+            connected: Arc::new(Notify::new()),
         })
     }
 
@@ -335,7 +354,7 @@ impl NatsSource {
         if let Some(channel) = &self.channel {
             return Ok(channel.clone());
         }
-        let channel = Channel::connect(&self.url)
+        let channel = Channel::connect_notifying(&self.url, self.connected.clone())
             .await?
             .bundle_bucket(self.bucket.clone());
         self.channel = Some(channel.clone());
@@ -353,12 +372,23 @@ impl NatsSource {
         {
             self.watch = Some(watch);
         }
+        let connected = self.connected.clone();
         let Some(watch) = self.watch.as_mut() else {
-            tokio::time::sleep_until(deadline).await;
+            // No watch (the server is down): wait for the connection to come back.
+            let _ = tokio::time::timeout_at(deadline, connected.notified()).await;
             return;
         };
         loop {
-            match tokio::time::timeout_at(deadline, watch.next()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(deadline, watch.next()) => next,
+                () = connected.notified() => {
+                    // Back after an outage: what was published meanwhile is not on this
+                    // watch; make a new one and check the channel now.
+                    self.watch = None;
+                    return;
+                }
+            };
+            match next {
                 Err(_) => return,
                 Ok(Some(Ok(info))) if info.name == self.channel_name => return,
                 Ok(Some(Ok(_))) => {}
