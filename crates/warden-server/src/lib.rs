@@ -53,6 +53,7 @@
 //! # }
 //! ```
 
+mod auth;
 mod entities;
 mod metrics;
 mod opa;
@@ -70,6 +71,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use warden_decision::{Pdp, PolicyRevision};
 
+pub use auth::VerifiedClientCertificate;
 pub use policy::{PolicyDir, PolicyError, PolicyKind};
 pub use revision::{MAX_WAIT, POLICY_ID_HEADER, REVISION_HEADER};
 pub use search::MAX_PAGE;
@@ -108,6 +110,7 @@ pub(crate) struct State {
     pub(crate) max_batch: usize,
     pub(crate) public_url: Option<String>,
     pub(crate) signed_metadata: Option<String>,
+    pub(crate) callers: auth::Callers,
     /// `http`, or `https` when the server is reached over TLS, for URLs built from `Host`.
     pub(crate) scheme: &'static str,
     opa_path: Option<String>,
@@ -124,6 +127,7 @@ pub struct ServerBuilder {
     max_batch: usize,
     public_url: Option<String>,
     signed_metadata: Option<String>,
+    callers: auth::Callers,
     opa_path: Option<String>,
     watch: Option<Duration>,
     external: bool,
@@ -197,6 +201,23 @@ impl ServerBuilder {
         self
     }
 
+    /// Require callers to present this bearer token (`Authorization: Bearer <token>`); may be
+    /// given several times, any of the tokens is accepted. `/health` stays open.
+    #[must_use]
+    pub fn bearer_token(mut self, token: impl AsRef<str>) -> Self {
+        self.callers.add_token(token.as_ref());
+        self
+    }
+
+    /// Accept callers whose TLS connection presented a client certificate the listener
+    /// verified (see [`VerifiedClientCertificate`]), as well as any bearer token. `/health`
+    /// stays open.
+    #[must_use]
+    pub fn accept_client_certificates(mut self) -> Self {
+        self.callers.client_certificates = true;
+        self
+    }
+
     /// The OPA Data API path of the decision document (default: the Rego entrypoint's path,
     /// else [`DEFAULT_OPA_PATH`]).
     #[must_use]
@@ -234,6 +255,7 @@ impl ServerBuilder {
                 max_batch: self.max_batch,
                 public_url: self.public_url,
                 signed_metadata: self.signed_metadata,
+                callers: self.callers,
                 scheme: "http",
                 opa_path: self.opa_path,
                 watch: self.watch,
@@ -267,6 +289,7 @@ impl Server {
             max_batch: DEFAULT_MAX_BATCH,
             public_url: None,
             signed_metadata: None,
+            callers: auth::Callers::default(),
             opa_path: None,
             watch: None,
             external: false,

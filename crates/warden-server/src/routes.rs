@@ -44,9 +44,15 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(echo_request_id))
-        .with_state(state);
+        .with_state(state.clone());
+    // Authentication and the request id wrap everything, the endpoints added to the router
+    // after it was built included.
     crate::revision::wrap(revisions, router)
+        .layer(middleware::from_fn_with_state(
+            state,
+            crate::auth::authenticate,
+        ))
+        .layer(middleware::from_fn(echo_request_id))
 }
 
 /// An `application/problem+json` answer.

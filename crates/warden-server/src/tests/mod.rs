@@ -12,6 +12,7 @@ use warden_test::{Answer, ScriptedPdp};
 
 use crate::Server;
 
+mod auth;
 mod obligations;
 mod opa;
 mod search;
