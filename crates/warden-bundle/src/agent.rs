@@ -84,6 +84,9 @@ pub struct Agent {
     config: AgentConfig,
     activate: Box<dyn Activate>,
     active: Option<(u64, String)>,
+    /// The revision of the persisted bundle: nothing older is activated, even before anything
+    /// is active (a restart is no chance to replay an old bundle).
+    floor: Option<u64>,
     status: watch::Sender<InstanceStatus>,
     generation: u64,
 }
@@ -130,6 +133,7 @@ impl Agent {
             config,
             activate: Box::new(activate),
             active: None,
+            floor: None,
             status: watch::Sender::new(status),
             generation: 0,
         }
@@ -189,6 +193,16 @@ impl Agent {
                     },
                 });
             }
+        }
+        if let Some(floor) = self.floor
+            && self.active.is_none()
+            && bundle.revision() < floor
+        {
+            return Err(BundleError::Stale {
+                offered: bundle.revision(),
+                active: floor,
+                detail: " (the persisted bundle's revision)",
+            });
         }
         let packages: Vec<PackageEntry> =
             bundle.packages_for(&self.config.scope).cloned().collect();
@@ -283,10 +297,22 @@ impl Agent {
         });
     }
 
+    /// Reads the revision of the persisted bundle (verified), below which nothing is
+    /// activated from now on. [`run`](Self::run) does this first.
+    pub fn load_floor(&mut self) {
+        let path = self.config.state_dir.join(PERSISTED_BUNDLE);
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(bundle) = self.config.verifier.verify(&bytes)
+        {
+            self.floor = Some(bundle.revision());
+        }
+    }
+
     /// Runs forever: a first check of the source (the persisted bundle when it fails or holds
     /// nothing), then notifications and a reconcile every interval, with backoff while the
     /// source is down.
     pub async fn run(mut self) {
+        self.load_floor();
         let first = tokio::time::timeout(
             self.config.startup_timeout,
             self.source.poll(Duration::ZERO),

@@ -304,6 +304,43 @@ async fn a_cold_start_with_the_source_down_serves_the_persisted_bundle() {
     .await;
     assert!(now.last_error.unwrap().contains("cannot read"));
 
+    // A restart is no chance to replay an older bundle: the persisted revision is the floor,
+    // even before anything is active.
+    running.abort();
+    std::fs::write(
+        &file,
+        bundle(4, &[package(&root.join("old"), "orders", false, &[])], &key),
+    )
+    .unwrap();
+    let (log, activate) = recorder();
+    let mut agent = Agent::new(
+        Box::new(FileSource::new(&file)),
+        config("c", &key, &state),
+        activate,
+    );
+    agent.load_floor();
+    let replayed = std::fs::read(&file).unwrap();
+    let error = agent.offer(&replayed).unwrap_err();
+    assert!(error.to_string().contains("persisted"), "{error}");
+    assert!(log.lock().unwrap().is_empty());
+    let agent = Agent::new(
+        Box::new(FileSource::new(&file)),
+        config("c", &key, &state),
+        |_: &Activation<'_>| Ok(()),
+    );
+    let mut status = agent.status();
+    let running = tokio::spawn(agent.run());
+    let now = wait_for(&mut status, Duration::from_secs(5), |s| {
+        s.revision.is_some()
+    })
+    .await;
+    assert_eq!(
+        now.revision,
+        Some(5),
+        "the replayed revision 4 won over the persisted 5"
+    );
+    assert!(now.from_persisted);
+
     // A persisted bundle is verified again: one that was tampered with on disk is not used.
     running.abort();
     let persisted = state.join(warden_bundle::agent::PERSISTED_BUNDLE);
