@@ -39,6 +39,16 @@ pub(crate) struct ServeArgs {
     /// missing or broken policy directory ends the command with status 3.
     #[arg(long)]
     wait_for_policy: bool,
+    /// Log every decision: a TOML file naming the sink (JetStream, OTLP logs, HTTP batches, a
+    /// file, stdout), the mode (memory or disk), masks, drops, outcome filters and the routes
+    /// logged synchronously. Needs `--policy`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "bundle",
+        requires = "policy"
+    )]
+    decision_log: Option<PathBuf>,
 }
 
 /// Installs the log subscriber on stderr: text (coloured on a terminal) when stderr is a
@@ -63,9 +73,26 @@ pub(crate) fn init_logs(filter: tracing_subscriber::EnvFilter) {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
-    let builder = match (&args.fleet.bundle, &args.policy) {
-        (Some(_), _) => Server::builder().external(),
-        (None, dir) => Server::builder().policy_dir(dir.clone().unwrap_or_default()),
+    let logged = match (&args.decision_log, &args.policy) {
+        (Some(file), Some(dir)) => match logged_pdp(file, dir, args.watch).await {
+            Ok(logged) => Some(logged),
+            Err(message) => {
+                eprintln!("warden serve: {message}");
+                return Exit::Config.into();
+            }
+        },
+        _ => None,
+    };
+    let builder = match (&args.fleet.bundle, &args.policy, logged) {
+        (Some(_), _, _) => Server::builder().external(),
+        (None, _, Some((pdp, opa_path))) => {
+            let builder = Server::builder().pdp(pdp);
+            match opa_path {
+                Some(path) => builder.opa_path(path),
+                None => builder,
+            }
+        }
+        (None, dir, None) => Server::builder().policy_dir(dir.clone().unwrap_or_default()),
     };
     let mut builder = builder.body_limit(args.body_limit);
     if !args.watch.is_zero() {
@@ -85,6 +112,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     // Load before listening, so that a mistake in the policies is reported at once and the
     // server never answers from nothing. The serving loop does not load them again.
     if bundle_source.is_none()
+        && args.decision_log.is_none()
         && let Err(error) = server.load()
     {
         eprintln!("warden serve: {error}");
@@ -125,6 +153,77 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             Exit::Config.into()
         }
     }
+}
+
+/// The policy directory's PDP, each decision logged as `file` says, reloaded when the
+/// directory changes; and the OPA Data API path of its entrypoint.
+async fn logged_pdp(
+    file: &std::path::Path,
+    dir: &std::path::Path,
+    watch: Duration,
+) -> Result<(std::sync::Arc<dyn warden_decision::Pdp>, Option<String>), String> {
+    use warden_decision_log::{LogConfig, LoggedPdp};
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let config = LogConfig::from_toml(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let policies = warden_server::PolicyDir::open(dir).map_err(|e| e.to_string())?;
+    let mut builder = config
+        .builder()
+        .await
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    if let Ok(manifest) = std::fs::read_to_string(dir.join("warden.toml"))
+        && let Ok(manifest) = toml::from_str::<warden_decision::PackageManifest>(&manifest)
+    {
+        builder = builder.package(&manifest);
+    }
+    let log = builder
+        .build()
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let opa_path = policies.opa_path();
+    let pdp = LoggedPdp::new(policies.pdp(), log)
+        .synchronous_when(move |request| config.is_synchronous(&request.resource.id));
+    if !watch.is_zero() {
+        let policies = std::sync::Arc::new(policies);
+        tokio::spawn(async move {
+            let mut seen = fingerprint(policies.path());
+            loop {
+                tokio::time::sleep(watch).await;
+                let now = fingerprint(policies.path());
+                if now != seen {
+                    seen = now;
+                    match policies.reload() {
+                        Ok(revision) => {
+                            tracing::info!(policy = %revision.id, revision = %revision.revision, "policies activated")
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "policies failed to load; the previous revision stays in force")
+                        }
+                    }
+                }
+            }
+        });
+    }
+    Ok((std::sync::Arc::new(pdp), opa_path))
+}
+
+/// Names, sizes and modification times of the files under `dir`.
+fn fingerprint(dir: &std::path::Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

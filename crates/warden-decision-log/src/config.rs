@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::log::{DecisionLog, LogError, Mode};
+use crate::log::{DecisionLog, DecisionLogBuilder, LogError, Mode};
 use crate::rules::{Rules, RulesConfig};
 
 /// The decision log configuration.
@@ -82,6 +82,14 @@ pub enum SinkConfig {
         /// The endpoint.
         url: String,
     },
+    /// OpenTelemetry logs over OTLP/HTTP.
+    Otlp {
+        /// The collector, e.g. `http://127.0.0.1:4318`.
+        endpoint: String,
+        /// The `service.name` of the records (default `warden`).
+        #[serde(default = "default_service")]
+        service: String,
+    },
     /// JSON lines appended to a file.
     File {
         /// The file.
@@ -89,6 +97,10 @@ pub enum SinkConfig {
     },
     /// JSON lines to standard output.
     Stdout,
+}
+
+fn default_service() -> String {
+    "warden".into()
 }
 
 fn default_stream() -> String {
@@ -158,6 +170,12 @@ impl LogConfig {
 
     /// Connects the sink, opens the buffer and starts shipping.
     pub async fn build(&self) -> Result<DecisionLog, LogError> {
+        self.builder().await?.build()
+    }
+
+    /// Connects the sink; the builder has the mode, rules and sync timeout of the file (add
+    /// the packages' regulations to it, then build).
+    pub async fn builder(&self) -> Result<DecisionLogBuilder, LogError> {
         let sink: std::sync::Arc<dyn crate::Sink> = match &self.sink {
             #[cfg(feature = "jetstream")]
             SinkConfig::Jetstream {
@@ -167,6 +185,10 @@ impl LogConfig {
             } => std::sync::Arc::new(crate::JetStreamSink::connect(url, stream, subject).await?),
             #[cfg(feature = "http")]
             SinkConfig::Http { url } => std::sync::Arc::new(crate::HttpBatchSink::new(url)?),
+            #[cfg(feature = "http")]
+            SinkConfig::Otlp { endpoint, service } => {
+                std::sync::Arc::new(crate::OtlpLogsSink::new(endpoint, service)?)
+            }
             SinkConfig::File { path } => {
                 std::sync::Arc::new(crate::JsonLinesSink::file(path).map_err(|source| {
                     LogError::Disk {
@@ -196,10 +218,9 @@ impl LogConfig {
                 max_bytes: *max_bytes,
             },
         };
-        DecisionLog::builder_arc(sink)
+        Ok(DecisionLog::builder_arc(sink)
             .mode(mode)
             .rules(Rules::from(self.rules.clone()))
-            .sync_timeout(Duration::from_millis(self.sync_timeout_ms))
-            .build()
+            .sync_timeout(Duration::from_millis(self.sync_timeout_ms)))
     }
 }

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`JetStreamSink`] | NATS JetStream, acknowledged, at least once, the decision id as `Nats-Msg-Id` so redeliveries are stored once |
 //! | [`HttpBatchSink`] | OPA-style gzip JSON arrays POSTed to an HTTP endpoint |
+//! | [`OtlpLogsSink`] | OpenTelemetry logs over OTLP/HTTP (JSON encoding), trace and span ids on each record |
 //! | [`JsonLinesSink`] | JSON lines to a file or standard output |
 //!
 //! in one of the [`Mode`]s: a bounded queue in memory (never blocks, drops counted), or a
@@ -58,7 +59,7 @@
 //! | Name | Description | Default |
 //! |---|---|---|
 //! | `jetstream` | [`JetStreamSink`] (async-nats) | yes |
-//! | `http` | [`HttpBatchSink`] (reqwest, flate2) | yes |
+//! | `http` | [`HttpBatchSink`] and [`OtlpLogsSink`] (reqwest, flate2) | yes |
 
 mod config;
 mod log;
@@ -71,8 +72,8 @@ pub use config::{ConfigError, LogConfig, ModeConfig, SinkConfig};
 pub use log::{DecisionLog, DecisionLogBuilder, LogError, LogMetrics, Logged, Mode};
 pub use pdp::LoggedPdp;
 pub use rules::{DropConfig, Mask, MaskConfig, Rules, RulesConfig};
-#[cfg(feature = "http")]
-pub use sink::HttpBatchSink;
 #[cfg(feature = "jetstream")]
 pub use sink::JetStreamSink;
+#[cfg(feature = "http")]
+pub use sink::{HttpBatchSink, OtlpLogsSink};
 pub use sink::{JsonLinesSink, Record, ShipFuture, Sink, SinkError};

@@ -156,6 +156,12 @@ impl DecisionLogBuilder {
         self
     }
 
+    /// The regulatory mappings a package manifest declares (`[[regulations]]`).
+    pub fn package(self, manifest: &warden_decision::PackageManifest) -> Self {
+        let labels = manifest.regulation_labels();
+        self.regulations(manifest.id.clone(), labels)
+    }
+
     /// How long [`DecisionLog::log_sync`] waits for the acknowledgement (default 2 s).
     pub fn sync_timeout(mut self, timeout: Duration) -> Self {
         self.sync_timeout = timeout;
@@ -267,10 +273,18 @@ impl DecisionLog {
     /// Applies the rules to an event and makes its record (`None`: filtered out or dropped).
     pub fn record(&self, event: &DecisionEvent) -> Option<Record> {
         let mut value = serde_json::to_value(event).ok()?;
-        if let (Some(policy), Value::Object(map)) = (&event.policy, &mut value)
-            && let Some(mappings) = self.inner.regulations.get(&policy.id)
-        {
-            map.insert("regulations".into(), mappings.clone().into());
+        // The package's regulatory mappings, at the top of every event whichever sink it goes
+        // to: those configured for the package, else those the decision named.
+        if let (Some(policy), Value::Object(map)) = (&event.policy, &mut value) {
+            let mappings = self
+                .inner
+                .regulations
+                .get(&policy.id)
+                .filter(|m| !m.is_empty())
+                .unwrap_or(&policy.regulations);
+            if !mappings.is_empty() {
+                map.insert("regulations".into(), mappings.clone().into());
+            }
         }
         if !self.inner.rules.apply(&mut value) {
             return None;

@@ -10,11 +10,15 @@ use std::sync::Mutex;
 mod http;
 #[cfg(feature = "jetstream")]
 mod jetstream;
+#[cfg(feature = "http")]
+mod otlp;
 
 #[cfg(feature = "http")]
 pub use http::HttpBatchSink;
 #[cfg(feature = "jetstream")]
 pub use jetstream::JetStreamSink;
+#[cfg(feature = "http")]
+pub use otlp::OtlpLogsSink;
 
 /// One event ready for a sink: masked, serialized, with the id that deduplicates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
