@@ -19,8 +19,8 @@ use clap::{Parser, Subcommand};
 
 mod eval;
 mod exit;
-mod lifecycle;
 mod fleet;
+mod lifecycle;
 mod request;
 mod serve;
 mod sql;
@@ -86,8 +86,9 @@ fn main() -> ExitCode {
             };
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,warden_server=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,warden_server=info,warden_bundle=info")
+    });
     serve::init_logs(filter);
     match cli.command {
         Command::Eval(args) => block_on(eval::run(args)),

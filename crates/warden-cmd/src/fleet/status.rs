@@ -70,9 +70,10 @@ async fn status(args: &StatusArgs) -> Result<(), (Exit, String)> {
         }
     }
     println!(
-        "{:<16} {:<10} {:<12} {:>14} {:<14} {:<10} SOURCE",
-        "INSTANCE", "REGION", "ENVIRONMENT", "REVISION", "DIGEST", "STATE"
+        "{:<16} {:<10} {:<12} {:>14} {:<14} {:<10} {:>6}  SOURCE",
+        "INSTANCE", "REGION", "ENVIRONMENT", "REVISION", "DIGEST", "STATE", "SEEN"
     );
+    let now = warden_bundle::status::now_ms();
     for status in &all {
         let head = channel_of(status).and_then(|key| heads.get(&key).cloned().flatten());
         let state = match (&status.revision, &head) {
@@ -85,7 +86,7 @@ async fn status(args: &StatusArgs) -> Result<(), (Exit, String)> {
             (Some(_), _) => "current".to_owned(),
         };
         println!(
-            "{:<16} {:<10} {:<12} {:>14} {:<14} {:<10} {}",
+            "{:<16} {:<10} {:<12} {:>14} {:<14} {:<10} {:>6}  {}",
             status.instance,
             status.region.as_deref().unwrap_or("-"),
             status.environment.as_deref().unwrap_or("-"),
@@ -98,6 +99,7 @@ async fn status(args: &StatusArgs) -> Result<(), (Exit, String)> {
                 .and_then(|d| d.get(..12))
                 .unwrap_or("-"),
             state,
+            ago(now.saturating_sub(status.updated_at)),
             status.source
         );
         if let Some(error) = &status.last_error {
@@ -105,4 +107,15 @@ async fn status(args: &StatusArgs) -> Result<(), (Exit, String)> {
         }
     }
     Ok(())
+}
+
+/// `12s`, `5m`, `3h`: how long ago an instance last reported (it reports on every change and
+/// once per reconcile interval, so a large value means it is gone or cut off).
+fn ago(ms: u64) -> String {
+    let seconds = ms / 1000;
+    match seconds {
+        0..120 => format!("{seconds}s"),
+        120..7200 => format!("{}m", seconds / 60),
+        _ => format!("{}h", seconds / 3600),
+    }
 }
