@@ -62,6 +62,7 @@ mod revision;
 mod routes;
 mod search;
 mod source;
+mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -75,6 +76,7 @@ pub use auth::VerifiedClientCertificate;
 pub use policy::{PolicyDir, PolicyError, PolicyKind};
 pub use revision::{MAX_WAIT, POLICY_ID_HEADER, REVISION_HEADER};
 pub use search::MAX_PAGE;
+pub use tls::TlsFiles;
 
 /// The default limit on request bodies.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
@@ -111,8 +113,8 @@ pub(crate) struct State {
     pub(crate) public_url: Option<String>,
     pub(crate) signed_metadata: Option<String>,
     pub(crate) callers: auth::Callers,
-    /// `http`, or `https` when the server is reached over TLS, for URLs built from `Host`.
-    pub(crate) scheme: &'static str,
+    /// Served over TLS: URLs built from `Host` are `https`.
+    pub(crate) tls: std::sync::atomic::AtomicBool,
     opa_path: Option<String>,
     watch: Option<Duration>,
     /// The bundle agent's status document, for `/status`.
@@ -256,7 +258,7 @@ impl ServerBuilder {
                 public_url: self.public_url,
                 signed_metadata: self.signed_metadata,
                 callers: self.callers,
-                scheme: "http",
+                tls: std::sync::atomic::AtomicBool::new(false),
                 opa_path: self.opa_path,
                 watch: self.watch,
                 fleet_status: Mutex::new(None),

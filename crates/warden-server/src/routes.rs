@@ -399,7 +399,14 @@ pub(crate) fn base_url(state: &State, headers: &HeaderMap) -> Result<String, Pro
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
-        .map(|host| format!("{}://{host}", state.scheme))
+        .map(|host| {
+            let scheme = if state.tls.load(std::sync::atomic::Ordering::Relaxed) {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}")
+        })
         .ok_or_else(|| malformed("no valid Host header, and no public URL is configured"))
 }
 

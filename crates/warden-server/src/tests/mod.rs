@@ -16,6 +16,7 @@ mod auth;
 mod obligations;
 mod opa;
 mod search;
+mod tls;
 mod transport;
 
 fn clinic_dir() -> PathBuf {
