@@ -43,7 +43,7 @@ impl SubjectSource {
             (Some(verifier), Some(token)) => {
                 let token = verifier.verify(token).map_err(Refusal::InvalidToken)?;
                 let subject = Subject {
-                    kind: "user".into(),
+                    kind: token.kind,
                     id: token.subject,
                     properties: token.claims,
                 };

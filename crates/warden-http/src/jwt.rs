@@ -8,11 +8,16 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
+use crate::jwks::{self, Key};
 
-/// Verifies bearer JWTs with configured keys: HS256 secrets, RS256 and ES256 public keys.
+/// Verifies bearer JWTs with configured keys: HS256 secrets, RS256 and ES256 public keys (PEM), a
+/// JSON Web Key set ([`jwks`](Self::jwks)), or — with the `jwks` feature — the keys of an
+/// identity provider, fetched from a JWKS URL or through OpenID Connect discovery and kept fresh
+/// ([`with_jwks_url`](Self::with_jwks_url), [`with_oidc_discovery`](Self::with_oidc_discovery)).
 ///
-/// A token is accepted only when its header names the algorithm of a configured key (and that
-/// key's `kid`, when the key has one), its signature verifies, it carries `exp` and `sub`, it has
+/// A token is accepted only when its header names an algorithm a key verifies (the algorithm
+/// comes from the key, never from the token) and that key's `kid` (a key without `kid` never
+/// matches a token that names one when the set has `kid`s), its signature verifies, it carries `exp` and `sub`, it has
 /// not expired and is not used before `nbf`, and — when they are configured — it carries an
 /// `iss` equal to the issuer (a single string) and an `aud` holding the audience. `alg: none` and every algorithm without a configured key are refused.
 ///
@@ -29,18 +34,50 @@ use crate::error::ConfigError;
 #[derive(Clone)]
 pub struct JwtVerifier {
     keys: Vec<Key>,
+    #[cfg(feature = "jwks")]
+    remote: Option<Arc<jwks::remote::Remote>>,
     issuer: Option<String>,
     audience: Option<String>,
+    typ: Option<String>,
+    subject_type: SubjectType,
     leeway: u64,
-    verified: Option<moka::sync::Cache<String, Arc<VerifiedToken>>>,
+    verified: Option<moka::sync::Cache<String, Arc<(VerifiedToken, u64)>>>,
+}
+
+type SubjectTypeRule = dyn Fn(&Map<String, Value>) -> Option<String> + Send + Sync;
+
+/// The rule that gives a verified token's subject its type.
+#[derive(Clone, Default)]
+enum SubjectType {
+    /// Always `user`.
+    #[default]
+    User,
+    /// The value of a claim (a string), else `user`.
+    Claim(String),
+    /// A function of the claims, else `user`.
+    Rule(Arc<SubjectTypeRule>),
+}
+
+impl fmt::Debug for SubjectType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::User => f.write_str("User"),
+            Self::Claim(claim) => f.debug_tuple("Claim").field(claim).finish(),
+            Self::Rule(_) => f.write_str("Rule"),
+        }
+    }
 }
 
 impl Default for JwtVerifier {
     fn default() -> Self {
         Self {
             keys: Vec::new(),
+            #[cfg(feature = "jwks")]
+            remote: None,
             issuer: None,
             audience: None,
+            typ: None,
+            subject_type: SubjectType::User,
             leeway: 0,
             verified: Some(verified_cache(DEFAULT_VERIFIED_TOKENS)),
         }
@@ -50,18 +87,11 @@ impl Default for JwtVerifier {
 /// How many verified tokens a verifier remembers by default.
 pub const DEFAULT_VERIFIED_TOKENS: u64 = 10_000;
 
-fn verified_cache(entries: u64) -> moka::sync::Cache<String, Arc<VerifiedToken>> {
+fn verified_cache(entries: u64) -> moka::sync::Cache<String, Arc<(VerifiedToken, u64)>> {
     moka::sync::Cache::builder()
         .max_capacity(entries)
         .time_to_live(std::time::Duration::from_secs(300))
         .build()
-}
-
-#[derive(Clone)]
-struct Key {
-    algorithm: Algorithm,
-    kid: Option<String>,
-    key: DecodingKey,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -72,11 +102,13 @@ impl fmt::Debug for JwtVerifier {
                 &self
                     .keys
                     .iter()
-                    .map(|k| (k.algorithm, k.kid.as_deref()))
+                    .map(|k| (k.algorithms.clone(), k.kid.as_deref()))
                     .collect::<Vec<_>>(),
             )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("typ", &self.typ)
+            .field("subject_type", &self.subject_type)
             .field("leeway", &self.leeway)
             .finish()
     }
@@ -92,6 +124,12 @@ pub enum TokenError {
     /// The token's algorithm (or key id) matches no configured key; `none` included.
     #[error("the access token is signed with an unaccepted algorithm or key")]
     UnacceptedAlgorithm,
+    /// The token names a `kid` that no key has (the key set may be re-fetched).
+    #[error("the access token names an unknown key")]
+    UnknownKey,
+    /// The token's `typ` header is not the one required.
+    #[error("the access token has an unexpected type")]
+    Type,
     /// The signature does not verify.
     #[error("the access token signature is invalid")]
     BadSignature,
@@ -106,11 +144,15 @@ pub enum TokenError {
     Claims,
 }
 
-/// A verified token: the subject id and every claim.
+/// A verified token: the subject id and type, and every claim.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct VerifiedToken {
     /// The `sub` claim.
     pub subject: String,
+    /// The subject's type: `user` unless [a claim or a rule](JwtVerifier::subject_type_claim)
+    /// says otherwise (`service` for a machine client).
+    pub kind: String,
     /// All claims.
     pub claims: Map<String, Value>,
 }
@@ -133,7 +175,7 @@ impl JwtVerifier {
             message: e.to_string(),
         })?;
         self.keys.push(Key {
-            algorithm,
+            algorithms: vec![algorithm],
             kid,
             key,
         });
@@ -175,6 +217,136 @@ impl JwtVerifier {
             DecodingKey::from_ec_pem(pem.as_bytes()),
             "ES256 public key",
         )
+    }
+
+    /// Accepts tokens verified by the keys of a JSON Web Key set (RFC 7517), given as its JSON
+    /// text; each key verifies the algorithms it names or its type allows (see the crate docs).
+    /// A set without a single usable key is an error.
+    ///
+    /// ```
+    /// let jwks = r#"{"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256",
+    ///     "k": "d2FyZGVuLXRlc3Qtc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbg"}]}"#;
+    /// let verifier = warden_http::JwtVerifier::new().jwks(jwks).unwrap();
+    /// # let _ = verifier;
+    /// ```
+    pub fn jwks(mut self, json: &str) -> Result<Self, ConfigError> {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(json).map_err(|e| ConfigError::Key {
+                what: "JWKS",
+                message: e.to_string(),
+            })?;
+        let (keys, skipped) = jwks::keys_of(&set);
+        if keys.is_empty() {
+            return Err(ConfigError::Key {
+                what: "JWKS",
+                message: format!("no usable key ({})", skipped.join("; ")),
+            });
+        }
+        self.keys.extend(keys);
+        self.forget();
+        Ok(self)
+    }
+
+    /// Fetches the key set at `url` (https, or http to a loopback address) now — an error if it
+    /// cannot be had — and keeps it fresh: cached for its `Cache-Control: max-age` or the
+    /// options' TTL, refreshed in the background, re-fetched (at most once per refetch interval)
+    /// when a token names an unknown `kid`, and kept as it was when the provider is unreachable.
+    /// Needs a Tokio runtime (the refresh is a task).
+    #[cfg(feature = "jwks")]
+    pub async fn with_jwks_url(
+        mut self,
+        url: &str,
+        options: crate::JwksOptions,
+    ) -> Result<Self, ConfigError> {
+        self.remote = Some(jwks::remote::Remote::start(url, options).await?);
+        self.forget();
+        Ok(self)
+    }
+
+    /// OpenID Connect discovery: reads `{issuer}/.well-known/openid-configuration`, which must
+    /// name the same `issuer`, then fetches its `jwks_uri` as [`with_jwks_url`] does, and
+    /// requires `iss` to be `issuer`.
+    ///
+    /// ```no_run
+    /// # async fn setup() -> Result<(), warden_http::ConfigError> {
+    /// use warden_http::{JwksOptions, JwtVerifier};
+    ///
+    /// let verifier = JwtVerifier::new()
+    ///     .with_oidc_discovery("https://idp.example/realms/clinic", JwksOptions::default())
+    ///     .await?
+    ///     .audience("clinic-api")
+    ///     .typ("at+jwt");
+    /// # let _ = verifier; Ok(()) }
+    /// ```
+    ///
+    /// [`with_jwks_url`]: Self::with_jwks_url
+    #[cfg(feature = "jwks")]
+    pub async fn with_oidc_discovery(
+        self,
+        issuer: &str,
+        options: crate::JwksOptions,
+    ) -> Result<Self, ConfigError> {
+        let jwks_uri = jwks::remote::Remote::discover(issuer, &options).await?;
+        Ok(self.with_jwks_url(&jwks_uri, options).await?.issuer(issuer))
+    }
+
+    /// How many times the fetched key set was requested from the provider (0 without one).
+    #[cfg(feature = "jwks")]
+    pub fn jwks_fetches(&self) -> u64 {
+        self.remote.as_ref().map_or(0, |remote| remote.fetches())
+    }
+
+    /// When `error` says a token named an unknown `kid` and keys are fetched: the refetch
+    /// (rate limited) after which the token is worth verifying again.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn refetch_for(
+        &self,
+        error: &TokenError,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let remote = self
+            .remote
+            .clone()
+            .filter(|_| *error == TokenError::UnknownKey)?;
+        Some(async move { remote.refetch_for_unknown_kid().await })
+    }
+
+    /// Requires the token header's `typ` to be `typ` (`at+jwt` for RFC 9068 access tokens;
+    /// compared without case, `application/` prefix allowed). A token without `typ` is refused.
+    #[must_use]
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self.forget();
+        self
+    }
+
+    /// The subject's type is the value of `claim` (a string), else `user`.
+    #[must_use]
+    pub fn subject_type_claim(mut self, claim: impl Into<String>) -> Self {
+        self.subject_type = SubjectType::Claim(claim.into());
+        self.forget();
+        self
+    }
+
+    /// The subject's type is what `rule` makes of the claims, else `user`: a machine client
+    /// (a client-credentials token) is a `service`, not a `user`.
+    ///
+    /// ```
+    /// use warden_http::JwtVerifier;
+    ///
+    /// let verifier = JwtVerifier::new().subject_type_rule(|claims| {
+    ///     // Client-credentials tokens carry the client id as their subject.
+    ///     (claims.get("client_id") == claims.get("sub")).then(|| "service".to_owned())
+    /// });
+    /// # let _ = verifier;
+    /// ```
+    #[must_use]
+    pub fn subject_type_rule(
+        mut self,
+        rule: impl Fn(&Map<String, Value>) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.subject_type = SubjectType::Rule(Arc::new(rule));
+        self.forget();
+        self
     }
 
     /// Restricts the key added last to tokens whose header carries this `kid`.
@@ -233,16 +405,29 @@ impl JwtVerifier {
 
     /// Verifies `token` (without the `Bearer ` prefix).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let generation = self.generation();
         let Some(verified) = &self.verified else {
             return self.verify_signature(token);
         };
-        if let Some(known) = verified.get(token) {
-            self.check_times(&known.claims)?;
-            return Ok((*known).clone());
+        if let Some(known) = verified.get(token)
+            && known.1 == generation
+        {
+            self.check_times(&known.0.claims)?;
+            return Ok(known.0.clone());
         }
         let fresh = self.verify_signature(token)?;
-        verified.insert(token.to_owned(), Arc::new(fresh.clone()));
+        verified.insert(token.to_owned(), Arc::new((fresh.clone(), generation)));
         Ok(fresh)
+    }
+
+    /// The generation of the fetched keys (0 without them): a token remembered under another
+    /// generation is verified again, so a retired key stops verifying at once.
+    fn generation(&self) -> u64 {
+        #[cfg(feature = "jwks")]
+        if let Some(remote) = &self.remote {
+            return remote.keys().generation;
+        }
+        0
     }
 
     /// `exp` and `nbf` against the clock, as the full verification checks them.
@@ -297,15 +482,42 @@ impl JwtVerifier {
             jsonwebtoken::errors::ErrorKind::Json(_) => TokenError::UnacceptedAlgorithm,
             _ => TokenError::Malformed,
         })?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| {
-                k.algorithm == header.alg
-                    && (k.kid.is_none() || k.kid.as_deref() == header.kid.as_deref())
-            })
-            .ok_or(TokenError::UnacceptedAlgorithm)?;
-        let mut validation = Validation::new(key.algorithm);
+        if let Some(want) = &self.typ {
+            let typ = header.typ.as_deref().unwrap_or("");
+            let typ = typ
+                .get(..12)
+                .filter(|p| p.eq_ignore_ascii_case("application/"))
+                .map_or(typ, |_| typ.get(12..).unwrap_or(""));
+            if !typ.eq_ignore_ascii_case(want) {
+                return Err(TokenError::Type);
+            }
+        }
+        #[cfg(feature = "jwks")]
+        let fetched = self.remote.as_ref().map(|remote| remote.keys());
+        #[cfg(feature = "jwks")]
+        let fetched_keys: &[Key] = fetched.as_ref().map_or(&[], |set| set.keys.as_slice());
+        #[cfg(not(feature = "jwks"))]
+        let fetched_keys: &[Key] = &[];
+        let mut candidates = jwks::candidates(&self.keys, header.alg, header.kid.as_deref())
+            .chain(jwks::candidates(
+                fetched_keys,
+                header.alg,
+                header.kid.as_deref(),
+            ))
+            .peekable();
+        if candidates.peek().is_none() {
+            let known_kid = header.kid.as_deref().is_some_and(|kid| {
+                self.keys
+                    .iter()
+                    .chain(fetched_keys)
+                    .any(|k| k.kid.as_deref() == Some(kid))
+            });
+            return Err(match header.kid {
+                Some(_) if !known_kid => TokenError::UnknownKey,
+                _ => TokenError::UnacceptedAlgorithm,
+            });
+        }
+        let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
         // jsonwebtoken checks `iss` and `aud` only when present: configured, they are required.
@@ -324,31 +536,64 @@ impl JwtVerifier {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::InvalidSignature => TokenError::BadSignature,
-                    ErrorKind::ExpiredSignature => TokenError::Expired,
-                    ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                    ErrorKind::MissingRequiredClaim(_)
-                    | ErrorKind::InvalidIssuer
-                    | ErrorKind::InvalidAudience
-                    | ErrorKind::InvalidSubject => TokenError::Claims,
-                    ErrorKind::InvalidAlgorithm => TokenError::UnacceptedAlgorithm,
-                    _ => TokenError::Malformed,
-                }
-            })?;
-        self.check_issuer_and_audience(&data.claims)?;
+        // Every candidate key is tried; a signature that verifies with none is a bad one.
+        let mut outcome = Err(TokenError::BadSignature);
+        for key in candidates {
+            outcome = decode(token, &key.key, &validation);
+            if outcome != Err(TokenError::BadSignature) {
+                break;
+            }
+        }
+        let claims = outcome?;
+        self.check_issuer_and_audience(&claims)?;
+        let kind = match &self.subject_type {
+            SubjectType::User => None,
+            SubjectType::Claim(claim) => {
+                claims.get(claim).and_then(Value::as_str).map(str::to_owned)
+            }
+            SubjectType::Rule(rule) => rule(&claims),
+        }
+        .filter(|kind| !kind.is_empty())
+        .unwrap_or_else(|| "user".to_owned());
+        let data = Decoded { claims };
         let subject = match data.claims.get("sub") {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => return Err(TokenError::Claims),
         };
         Ok(VerifiedToken {
             subject,
+            kind,
             claims: data.claims,
         })
     }
+}
+
+struct Decoded {
+    claims: Map<String, Value>,
+}
+
+/// Checks the signature and the registered claims of `token` with one key.
+fn decode(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+) -> Result<Map<String, Value>, TokenError> {
+    jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::MissingRequiredClaim(_)
+                | ErrorKind::InvalidIssuer
+                | ErrorKind::InvalidAudience
+                | ErrorKind::InvalidSubject => TokenError::Claims,
+                ErrorKind::InvalidAlgorithm => TokenError::UnacceptedAlgorithm,
+                _ => TokenError::Malformed,
+            }
+        })
 }
 
 #[cfg(test)]

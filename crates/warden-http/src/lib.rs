@@ -82,11 +82,13 @@
 //! | Name | Description | Default |
 //! |---|---|---|
 //! | `axum` | route naming from axum's `MatchedPath`, path parameters, `ConnectInfo`, and the [`Authorized`] extractor | yes |
+//! | `jwks` | keys fetched from a JWKS URL or through OpenID Connect discovery, kept fresh ([`JwtVerifier::with_oidc_discovery`]) | no |
 
 mod access;
 mod body;
 mod error;
 mod events;
+mod jwks;
 mod jwt;
 mod obligations;
 mod policy;
@@ -96,6 +98,8 @@ mod respond;
 pub use access::UNMATCHED_ROUTE;
 pub use body::ResponseBody;
 pub use error::ConfigError;
+#[cfg(feature = "jwks")]
+pub use jwks::remote::JwksOptions;
 pub use jwt::{DEFAULT_VERIFIED_TOKENS, JwtVerifier, TokenError, VerifiedToken};
 pub use obligations::ObligationHandler;
 pub use policy::layer::{DEFAULT_DECISION_TIMEOUT, DEFAULT_REDACTION_LIMIT};

@@ -63,8 +63,14 @@ pin_project! {
             refusal: Option<Refusal>,
             grpc: bool,
         },
+        Refreshing {
+            refresh: RefreshFuture,
+            pending: Option<Pending<S, B>>,
+        },
     }
 }
+
+type RefreshFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A redaction due on the response, with the decision that demands it.
 struct Due {
@@ -108,7 +114,30 @@ where
         }
     }
 
+    /// The token named an unknown `kid`: wait for the key set to be fetched again, then
+    /// verify it once more.
+    #[cfg(feature = "jwks")]
+    pub(crate) fn refreshing(refresh: RefreshFuture, pending: Pending<S, B>) -> Self {
+        Self {
+            state: State::Refreshing {
+                refresh,
+                pending: Some(pending),
+            },
+        }
+    }
+
     pub(crate) fn deciding(request: AccessRequest, pending: Pending<S, B>) -> Self {
+        Self {
+            state: deciding(request, pending),
+        }
+    }
+}
+
+fn deciding<F, S, B, ResBody>(
+    request: AccessRequest,
+    pending: Pending<S, B>,
+) -> State<F, S, B, ResBody> {
+    {
         let pdp = pending.config.pdp.clone();
         let timeout = pending.config.timeout;
         // The caller's trace goes with the decision, so a remote PDP joins it.
@@ -162,11 +191,9 @@ where
             }
             (request, result)
         });
-        Self {
-            state: State::Deciding {
-                decide,
-                pending: Some(pending),
-            },
+        State::Deciding {
+            decide,
+            pending: Some(pending),
         }
     }
 }
@@ -297,6 +324,41 @@ where
                     };
                     if let Some(state) = next {
                         this.state.set(state);
+                    }
+                }
+                StateProj::Refreshing { refresh, pending } => {
+                    ready!(refresh.as_mut().poll(cx));
+                    let Some(mut pending) = pending.take() else {
+                        this.state.set(State::Refused {
+                            refusal: Some(Refusal::Unavailable),
+                            grpc: false,
+                        });
+                        continue;
+                    };
+                    let config = pending.config.clone();
+                    match crate::access::build(
+                        &mut pending.parts,
+                        &config.subjects,
+                        config.head_as_get,
+                    ) {
+                        Ok((request, strength)) => {
+                            pending.strength = strength;
+                            this.state.set(deciding(request, pending));
+                        }
+                        Err(refusal) => {
+                            if let Some(telemetry) = &config.telemetry {
+                                events::refused_early(
+                                    telemetry,
+                                    &pending.parts,
+                                    pending.grpc,
+                                    pending.started,
+                                );
+                            }
+                            this.state.set(State::Refused {
+                                refusal: Some(refusal),
+                                grpc: pending.grpc,
+                            });
+                        }
                     }
                 }
                 StateProj::Refused { refusal, grpc } => {

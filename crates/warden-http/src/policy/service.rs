@@ -54,6 +54,28 @@ where
         let (mut parts, body) = request.into_parts();
         let grpc = access::is_grpc(&parts);
         match access::build(&mut parts, &self.config.subjects, self.config.head_as_get) {
+            #[cfg(feature = "jwks")]
+            Err(crate::respond::Refusal::InvalidToken(error))
+                if let Some(refetch) = self
+                    .config
+                    .subjects
+                    .jwt
+                    .as_ref()
+                    .and_then(|verifier| verifier.refetch_for(&error)) =>
+            {
+                ResponseFuture::refreshing(
+                    Box::pin(refetch),
+                    Pending {
+                        config: self.config.clone(),
+                        strength: crate::access::AuthStrength::default(),
+                        parts,
+                        body,
+                        inner,
+                        grpc,
+                        started,
+                    },
+                )
+            }
             Err(refusal) => {
                 if let Some(telemetry) = &self.config.telemetry {
                     events::refused_early(telemetry, &parts, grpc, started);
