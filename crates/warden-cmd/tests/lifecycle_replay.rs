@@ -3,7 +3,11 @@
 //!
 //! The number of events is `WARDEN_REPLAY_EVENTS` (default 10,000); the throughput `warden
 //! replay` measured is printed.
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers fail loudly"
+)]
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -207,7 +211,11 @@ async fn replay_reports_every_injected_flip_and_no_false_one() {
     assert_eq!(report["not_replayable"], 1);
 
     // The candidate: every change, exactly.
-    let (code, report, err) = replay(&events, &changed, &["--fail-on", "permit-to-deny"]);
+    let (code, report, err) = replay(
+        &events,
+        &changed,
+        &["--fail-on", "permit-to-deny", "--stats"],
+    );
     assert_eq!(code, Some(1), "the gate fails: {report} {err}");
     for (kind, n) in &expected {
         assert_eq!(report["changes"][kind], *n, "{kind}: {report}");
@@ -245,6 +253,7 @@ async fn replay_reports_every_injected_flip_and_no_false_one() {
     assert_eq!(code, Some(1));
     let (code, _, _) = replay(&events, &changed, &[]);
     assert_eq!(code, Some(0), "without --fail-on replay only reports");
+    assert!(err.contains(" events/s)"), "{err}");
     eprintln!("{}", err.trim());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,10 @@
 //! A package's status and exceptions at runtime: `warden eval` and `warden serve` decide with
 //! them, a reload switches them, `warden test` evaluates every status as active.
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers fail loudly"
+)]
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;

@@ -113,6 +113,9 @@ pub(crate) struct ReplayArgs {
     /// The report's format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Also print how long the replay took and its throughput, on standard error.
+    #[arg(long)]
+    stats: bool,
 }
 
 /// One group of changes.
@@ -148,7 +151,7 @@ pub(crate) async fn run(args: ReplayArgs) -> ExitCode {
             };
             print!("{text}");
             let seconds = elapsed.as_secs_f64();
-            if seconds > 0.0 {
+            if args.stats && seconds > 0.0 {
                 eprintln!(
                     "warden replay: {} events in {seconds:.3} s ({:.0} events/s)",
                     report.events,

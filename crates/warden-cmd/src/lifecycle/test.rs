@@ -41,6 +41,15 @@ pub(crate) struct TestArgs {
     /// The report's format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Also write a decision event for each case decided, with its request recorded and
+    /// pseudonymised, as JSON lines: a baseline for `warden replay`. The pseudonym key is read
+    /// from `WARDEN_PSEUDONYM_KEY` (at least 32 bytes).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// With `--record`: also pseudonymise the value at this path of the request (e.g.
+    /// `resource.properties.params.*`); `subject.id` and contact claims always are.
+    #[arg(long = "pseudonymise", value_name = "PATH", requires = "record")]
+    pseudonymise: Vec<String>,
 }
 
 /// The result of one case.
@@ -49,6 +58,8 @@ pub(crate) struct CaseResult {
     pub(crate) case: Case,
     /// Empty when the case passed.
     pub(crate) diff: Vec<String>,
+    /// The decision, when the PDP made one.
+    pub(crate) decision: Option<warden_decision::Decision>,
 }
 
 /// The results of one package.
@@ -98,13 +109,14 @@ pub(crate) async fn run_package(found: Found, with_coverage: bool) -> PackageRun
         }
     };
     for case in &cases {
-        let diff = match loaded.pdp.decide(&case.request).await {
-            Ok(decision) => cases::compare(&case.expect, &decision),
-            Err(e) => vec![format!("error        the PDP failed: {e}")],
+        let (diff, decision) = match loaded.pdp.decide(&case.request).await {
+            Ok(decision) => (cases::compare(&case.expect, &decision), Some(decision)),
+            Err(e) => (vec![format!("error        the PDP failed: {e}")], None),
         };
         run.results.push(CaseResult {
             case: case.clone(),
             diff,
+            decision,
         });
     }
     if with_coverage {
@@ -132,9 +144,25 @@ pub(crate) async fn run(args: TestArgs) -> ExitCode {
             return exit.into();
         }
     };
+    let pseudonyms = match &args.record {
+        Some(_) => match pseudonymizer(&args.pseudonymise) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                eprintln!("warden test: {message}");
+                return Exit::Usage.into();
+            }
+        },
+        None => None,
+    };
     let mut runs = Vec::new();
     for package in found {
         runs.push(run_package(package, args.coverage).await);
+    }
+    if let (Some(path), Some(pseudonyms)) = (&args.record, &pseudonyms)
+        && let Err(message) = record(path, &runs, pseudonyms)
+    {
+        eprintln!("warden test: {message}");
+        return Exit::Usage.into();
     }
     let text = match args.format {
         Format::Text => text(&runs),
@@ -148,6 +176,69 @@ pub(crate) async fn run(args: TestArgs) -> ExitCode {
     } else {
         Exit::Ok.into()
     }
+}
+
+/// The pseudonymizer of `--record`: the key from `WARDEN_PSEUDONYM_KEY`.
+fn pseudonymizer(paths: &[String]) -> Result<warden_telemetry::Pseudonymizer, String> {
+    let key = std::env::var("WARDEN_PSEUDONYM_KEY")
+        .map_err(|_| "`--record` needs the pseudonym key in `WARDEN_PSEUDONYM_KEY`".to_owned())?;
+    let mut pseudonyms = warden_telemetry::Pseudonymizer::new(key.as_bytes())
+        .map_err(|e| format!("`WARDEN_PSEUDONYM_KEY`: {e}"))?;
+    for path in paths {
+        pseudonyms = pseudonyms.path(path);
+    }
+    Ok(pseudonyms)
+}
+
+/// Writes a decision event for every decided case, as the HTTP or SQL PEP would have.
+fn record(
+    path: &std::path::Path,
+    runs: &[PackageRun],
+    pseudonyms: &warden_telemetry::Pseudonymizer,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    use warden_telemetry::{DecisionEvent, Outcome, Pep};
+    let mut out = String::new();
+    for result in runs.iter().flat_map(|r| &r.results) {
+        let Some(decision) = &result.decision else {
+            continue;
+        };
+        let request = &result.case.request;
+        let pep = if request.resource.kind == "table" {
+            Pep::Sql
+        } else {
+            Pep::Http
+        };
+        let outcome = if decision.allowed {
+            Outcome::Permit
+        } else {
+            Outcome::Deny
+        };
+        let mut event = DecisionEvent::new(
+            pep,
+            request.action.name.clone(),
+            request.resource.kind.clone(),
+            request.resource.id.clone(),
+            outcome,
+        );
+        event.decision_id = Some(decision.id.to_string());
+        event.subject = Some(pseudonyms.pseudonym(&request.subject.id.as_str().into()));
+        event.policy = Some(decision.policy.clone());
+        event.obligations = decision
+            .obligations
+            .iter()
+            .map(|o| o.type_name().to_owned())
+            .collect();
+        event.record_request(request, pseudonyms);
+        let line =
+            serde_json::to_string(&event).map_err(|e| format!("cannot write an event: {e}"))?;
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    file.write_all(out.as_bytes())
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
 }
 
 /// The report for people.
