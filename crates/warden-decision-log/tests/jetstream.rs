@@ -197,3 +197,95 @@ async fn synchronous_logging_with_the_sink_down_fails_closed() {
         .unwrap();
     assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
 }
+
+// ANCHOR: query
+/// Every denial under `regulation` logged since `since` (RFC 3339, e.g. a week ago): a pull
+/// consumer on the stream's `<prefix>.deny` subject, the events read and matched on their
+/// `regulations` and `time`.
+async fn denials_under(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    prefix: &str,
+    regulation: &str,
+    since: &str,
+) -> Vec<serde_json::Value> {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use futures_util::StreamExt;
+
+    let stream = js.get_stream(stream).await.unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: format!("{prefix}.deny"),
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1_000)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .unwrap();
+        let mut read = 0;
+        while let Some(Ok(message)) = batch.next().await {
+            read += 1;
+            let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+            let under = event["regulations"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == regulation));
+            if under && event["time"].as_str().is_some_and(|t| t >= since) {
+                found.push(event);
+            }
+        }
+        if read == 0 {
+            return found;
+        }
+    }
+}
+// ANCHOR_END: query
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_query_finds_the_weeks_denials_under_a_regulation() {
+    let Some(url) = shared_nats() else { return };
+    let stream = unique("WARDEN_DL_QUERY");
+    let prefix = unique("warden.query");
+    let log = DecisionLog::builder(
+        JetStreamSink::connect(&url, &stream, &prefix)
+            .await
+            .unwrap(),
+    )
+    .regulations("clinic", ["HIPAA 164.312(a)(1)"])
+    .regulations("billing", ["PCI DSS 7.2"])
+    .build()
+    .unwrap();
+    let mut old = event("old-deny", Outcome::Deny);
+    old.time = "2026-01-01T00:00:00.000000Z".into();
+    log.log(&old);
+    log.log(&event("clinic-deny", Outcome::Deny));
+    log.log(&event("clinic-permit", Outcome::Permit));
+    let mut billing = event("billing-deny", Outcome::Deny);
+    billing.policy = Some(warden_decision::PolicyRevision::new("billing", "2"));
+    log.log(&billing);
+    assert!(log.flush(Duration::from_secs(10)).await);
+
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let found = denials_under(
+        &js,
+        &stream,
+        &prefix,
+        "HIPAA 164.312(a)(1)",
+        "2026-11-24T00:00:00Z",
+    )
+    .await;
+    let ids: Vec<&str> = found
+        .iter()
+        .map(|e| e["decision_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["clinic-deny"]);
+    delete_stream(&url, &stream).await;
+}
