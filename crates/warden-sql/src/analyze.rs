@@ -641,7 +641,7 @@ impl<'a> Walker<'a> {
                 });
             }
         }
-        let wanted = |c: &String| read.is_none_or(|r| r.contains(&c.to_lowercase()));
+        let wanted = |c: &String| read.is_none_or(|r| r.contains(&c.to_ascii_lowercase()));
         let mut chosen: Vec<&String> = columns.iter().filter(|c| wanted(c)).collect();
         if chosen.is_empty() {
             // Nothing is read (`count(*)`): one column keeps the list valid.
@@ -692,7 +692,7 @@ impl<'a> Walker<'a> {
                 });
             }
         }
-        let wanted = |c: &String| read.is_none_or(|r| r.contains(&c.to_lowercase()));
+        let wanted = |c: &String| read.is_none_or(|r| r.contains(&c.to_ascii_lowercase()));
         let mut chosen: Vec<&String> = columns.iter().filter(|c| wanted(c)).collect();
         if chosen.is_empty() {
             // Nothing is read (`count(*)`): one column keeps the list valid.
@@ -1472,7 +1472,7 @@ impl<'a> Walker<'a> {
         }
         // The old row satisfied the filter: conjuncts over columns the update leaves alone
         // still hold.
-        let assigned: BTreeSet<String> = row.iter().map(|(c, _)| c.to_lowercase()).collect();
+        let assigned: BTreeSet<String> = row.iter().map(|(c, _)| c.to_ascii_lowercase()).collect();
         self.checks.push(Check {
             table: table.id().to_owned(),
             predicate: prune(filter, &assigned),
@@ -1633,7 +1633,7 @@ impl<'a> Walker<'a> {
         self.cfg
             .catalog
             .columns(table.id())
-            .map(|cols| cols.iter().map(|c| c.to_lowercase()).collect())
+            .map(|cols| cols.iter().map(|c| c.to_ascii_lowercase()).collect())
     }
 
     fn access(&mut self, table: &TableId, operation: Operation, used: bool) -> usize {
@@ -1905,7 +1905,7 @@ fn prune(filter: &Predicate, assigned: &BTreeSet<String>) -> Predicate {
                 .map(|p| {
                     if p.columns()
                         .iter()
-                        .any(|c| assigned.contains(&c.to_lowercase()))
+                        .any(|c| assigned.contains(&c.to_ascii_lowercase()))
                     {
                         prune(p, assigned)
                     } else {

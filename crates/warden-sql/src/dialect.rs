@@ -133,20 +133,31 @@ pub(crate) trait DialectRules: Send + Sync {
         pads: Option<(&str, &str)>,
     ) -> Option<String>;
 
-    /// The normalized name of an identifier.
+    /// The normalized name of an identifier, exactly as the database resolves it: quoted names
+    /// keep their case where the database keeps it; case folding is ASCII-only (PostgreSQL
+    /// folds only ASCII letters of unquoted names, SQLite compares names ASCII
+    /// case-insensitively; MySQL names outside ASCII are refused before parsing), so a
+    /// look-alike such as `Ｐatients` or `patİents` never folds onto another name.
     fn fold(&self, ident: &Ident) -> String {
-        match ident.quote_style {
-            Some(q) if self.quoted_names_keep_case() => {
+        let name = match ident.quote_style {
+            Some(q) => {
                 // Parsed without unescaping: a doubled quote stands for one.
                 let doubled: String = [q, q].iter().collect();
-                ident.value.replace(&doubled, &q.to_string())
+                let name = ident.value.replace(&doubled, &q.to_string());
+                if self.quoted_names_keep_case() {
+                    name
+                } else {
+                    name.to_ascii_lowercase()
+                }
             }
-            Some(q) => {
-                let doubled: String = [q, q].iter().collect();
-                ident.value.replace(&doubled, &q.to_string()).to_lowercase()
-            }
-            None => ident.value.to_lowercase(),
-        }
+            None => ident.value.to_ascii_lowercase(),
+        };
+        self.truncate(name)
+    }
+
+    /// A name as the database stores it: PostgreSQL keeps the first 63 bytes.
+    fn truncate(&self, name: String) -> String {
+        name
     }
 
     /// A quoted identifier for `name` (as stored: quotes doubled, parsed without unescaping).
@@ -173,6 +184,17 @@ fn redact_sql(redact: &str) -> String {
 }
 
 impl DialectRules for Postgres {
+    /// `NAMEDATALEN - 1` bytes, cut at a character boundary, as PostgreSQL truncates.
+    fn truncate(&self, mut name: String) -> String {
+        if name.len() > 63 {
+            let mut end = 63;
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name.truncate(end);
+        }
+        name
+    }
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }

@@ -49,7 +49,7 @@ enum Pattern {
 
 impl Pattern {
     fn new(text: &str) -> Self {
-        let text = text.trim().to_lowercase();
+        let text = text.trim().to_ascii_lowercase();
         match text.strip_suffix('*') {
             Some(prefix) => Self::Prefix(prefix.to_owned()),
             None => Self::Exact(text),

@@ -11,7 +11,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use crate::dialect::DialectRules;
+use crate::dialect::{Dialect, DialectRules};
 use crate::error::{DenyReason, SqlError};
 
 /// The default length limit of a statement, in bytes.
@@ -19,12 +19,17 @@ pub const DEFAULT_MAX_STATEMENT_LEN: usize = 1 << 20;
 /// The default operator budget of a statement.
 pub const DEFAULT_MAX_OPERATORS: usize = 4096;
 
-/// The bounds of one parse.
+/// The bounds of one parse, and what the server's string-lexing settings are.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub(crate) recursion: usize,
     pub(crate) length: usize,
     pub(crate) operators: usize,
+    /// Whether a backslash escapes in `'…'` (MySQL without `NO_BACKSLASH_ESCAPES`;
+    /// PostgreSQL with `standard_conforming_strings = off`); `None`: unknown.
+    pub(crate) backslash_escapes: Option<bool>,
+    /// Whether `"…"` is an identifier in MySQL (`ANSI_QUOTES`); `None`: unknown.
+    pub(crate) ansi_quotes: Option<bool>,
 }
 
 impl Limits {
@@ -33,7 +38,63 @@ impl Limits {
         recursion: 50,
         length: DEFAULT_MAX_STATEMENT_LEN,
         operators: DEFAULT_MAX_OPERATORS,
+        backslash_escapes: None,
+        ansi_quotes: None,
     };
+}
+
+/// Refuses tokens whose meaning depends on server settings the policy does not know (or
+/// knows to differ from how the parser reads them), and MySQL names outside ASCII (whose case
+/// folding follows the server's character set and collation).
+fn check_lexing(
+    rules: &dyn DialectRules,
+    tokens: &[TokenWithSpan],
+    limits: &Limits,
+) -> Result<(), SqlError> {
+    let dialect = rules.dialect();
+    // How sqlparser reads them: MySQL with backslash escapes and `"…"` strings; PostgreSQL
+    // with standard conforming strings.
+    let (parser_escapes, setting) = match dialect {
+        Dialect::MySql => (true, "NO_BACKSLASH_ESCAPES"),
+        Dialect::Postgres => (false, "standard_conforming_strings"),
+        _ => return Ok(()),
+    };
+    for t in tokens {
+        match &t.token {
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s)
+                if s.contains('\\') && limits.backslash_escapes != Some(parser_escapes) =>
+            {
+                return Err(DenyReason::Unsupported(format!(
+                    "a string literal with a backslash while `{setting}` is {} (configure \
+                     `backslash_escapes` from the server's setting)",
+                    match limits.backslash_escapes {
+                        None => "unknown",
+                        Some(_) => "set the other way",
+                    }
+                ))
+                .into());
+            }
+            Token::DoubleQuotedString(_)
+                if dialect == Dialect::MySql && limits.ansi_quotes != Some(false) =>
+            {
+                return Err(DenyReason::Unsupported(
+                    "a double-quoted string while `ANSI_QUOTES` is unknown or on (use '…', or \
+                     configure `ansi_quotes` from the server's sql_mode)"
+                        .into(),
+                )
+                .into());
+            }
+            Token::Word(w) if dialect == Dialect::MySql && !w.value.is_ascii() => {
+                return Err(DenyReason::Unsupported(format!(
+                    "the name `{}` outside ASCII (MySQL folds it by the server's collation)",
+                    w.value
+                ))
+                .into());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Words that combine or qualify expressions the way operator symbols do.
@@ -221,6 +282,7 @@ pub(crate) fn parse_one(
     {
         Ok(tokens) => {
             operators = check_operators(&tokens, limits.operators)?;
+            check_lexing(rules, &tokens, &limits)?;
             Parser::new(rules.parser())
                 .with_recursion_limit(limits.recursion)
                 .with_options(ParserOptions::new().with_unescape(false))

@@ -71,6 +71,8 @@ pub struct SqlPolicyBuilder {
     recursion_limit: usize,
     max_len: usize,
     max_operators: usize,
+    backslash_escapes: Option<bool>,
+    ansi_quotes: Option<bool>,
     cache_capacity: u64,
     fence: Option<bool>,
 }
@@ -183,6 +185,25 @@ impl SqlPolicyBuilder {
         self
     }
 
+    /// Whether the server reads a backslash in `'…'` as an escape: MySQL and MariaDB without
+    /// `NO_BACKSLASH_ESCAPES` in `sql_mode` (`true`), PostgreSQL with
+    /// `standard_conforming_strings = off` (`true`; `on`, the default, is `false`). Read it
+    /// from the server when connecting (the adapters' `string_settings`). Unknown (the
+    /// default), or different from how the parser reads them (backslash escapes for MySQL,
+    /// none for PostgreSQL), string literals with a backslash are refused: the server could
+    /// end the literal somewhere else than the analysis did.
+    pub fn backslash_escapes(mut self, escapes: bool) -> Self {
+        self.backslash_escapes = Some(escapes);
+        self
+    }
+
+    /// Whether MySQL reads `"…"` as an identifier (`ANSI_QUOTES` in `sql_mode`). Unless it is
+    /// known to be off, double-quoted strings are refused in MySQL statements.
+    pub fn ansi_quotes(mut self, ansi: bool) -> Self {
+        self.ansi_quotes = Some(ansi);
+        self
+    }
+
     /// How many statements the analysis and rewrite caches keep (default
     /// [`DEFAULT_CACHE_CAPACITY`]); 0 turns them off.
     pub fn cache_capacity(mut self, capacity: u64) -> Self {
@@ -244,6 +265,8 @@ impl SqlPolicyBuilder {
                     recursion: self.recursion_limit,
                     length: self.max_len,
                     operators: self.max_operators,
+                    backslash_escapes: self.backslash_escapes,
+                    ansi_quotes: self.ansi_quotes,
                 },
                 analyses: (self.cache_capacity > 0)
                     .then(|| moka::sync::Cache::new(self.cache_capacity)),
@@ -463,6 +486,8 @@ impl SqlPolicy {
             recursion_limit: 50,
             max_len: DEFAULT_MAX_STATEMENT_LEN,
             max_operators: DEFAULT_MAX_OPERATORS,
+            backslash_escapes: None,
+            ansi_quotes: None,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             fence: None,
         }
@@ -546,7 +571,7 @@ impl SqlPolicy {
         if let ControlFlow::Break(reason) = statement.visit(&mut flat) {
             return Err(reason.into());
         }
-        let placeholders = number_placeholders(flat.placeholders);
+        let placeholders = number_placeholders(self.inner.dialect, flat.placeholders)?;
         let catalog = self.inner.catalog.load();
         let config = self.config(&catalog);
         let mut walker = Walker::new(&config, None, &placeholders);
@@ -566,7 +591,7 @@ impl SqlPolicy {
                 // Writes and `*` keep every column in view.
                 *entry = None;
             } else if let Some(set) = entry {
-                set.extend(a.columns.iter().map(|c| c.to_lowercase()));
+                set.extend(a.columns.iter().map(|c| c.to_ascii_lowercase()));
             }
         }
         let accesses = walker
@@ -734,7 +759,7 @@ impl SqlPolicy {
                     }
                     Obligation::MaskColumns(m) if names(&m.table, access) => {
                         for (column, strategy) in &m.columns {
-                            let column = column.to_lowercase();
+                            let column = column.to_ascii_lowercase();
                             let merged = masks
                                 .get(&column)
                                 .map_or(*strategy, |s| s.stricter(*strategy));
@@ -853,7 +878,7 @@ fn finish_access(a: AccessBuild, catalog: &Catalog) -> TableAccess {
         Vec::new()
     } else if a.all_columns {
         match catalog.columns(&id) {
-            Some(cols) => cols.iter().map(|c| c.to_lowercase()).collect(),
+            Some(cols) => cols.iter().map(|c| c.to_ascii_lowercase()).collect(),
             None => {
                 let mut cols: Vec<String> = a.columns.into_iter().collect();
                 cols.push("*".into());
@@ -872,27 +897,109 @@ fn finish_access(a: AccessBuild, catalog: &Catalog) -> TableAccess {
     }
 }
 
-/// Gives each placeholder its 0-based parameter index: `$n` is `n - 1`, `?NNN` is `NNN - 1`,
-/// plain `?` count in order of appearance. Named placeholders get none.
-fn number_placeholders(mut found: Vec<(u64, u64, String)>) -> HashMap<(u64, u64), usize> {
-    found.sort();
-    let mut next = 0usize;
-    let mut out = HashMap::new();
-    for (line, column, text) in found {
-        let index = if text == "?" {
-            let i = next;
-            next += 1;
-            Some(i)
-        } else if let Some(n) = text.strip_prefix('$').or_else(|| text.strip_prefix('?')) {
-            n.parse::<usize>().ok().and_then(|n| n.checked_sub(1))
-        } else {
-            None
-        };
-        if let Some(i) = index {
-            out.insert((line, column), i);
+/// The forms of placeholders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `?`
+    Plain,
+    /// `$n` (PostgreSQL), `?NNN` (SQLite)
+    Numbered,
+    /// `:name`, `@name`, `$name` (SQLite)
+    Named,
+}
+
+fn form(dialect: Dialect, text: &str) -> Option<(Form, Option<usize>)> {
+    let digits = |rest: &str| {
+        (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| rest.parse::<usize>().ok())
+            .flatten()
+    };
+    let named = |rest: &str| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    };
+    match dialect {
+        Dialect::Postgres => text
+            .strip_prefix('$')
+            .and_then(digits)
+            .map(|n| (Form::Numbered, Some(n))),
+        Dialect::MySql => (text == "?").then_some((Form::Plain, None)),
+        Dialect::Sqlite => {
+            if text == "?" {
+                Some((Form::Plain, None))
+            } else if let Some(n) = text.strip_prefix('?').and_then(digits) {
+                Some((Form::Numbered, Some(n)))
+            } else {
+                let rest = text
+                    .strip_prefix(':')
+                    .or_else(|| text.strip_prefix('@'))
+                    .or_else(|| text.strip_prefix('$'))?;
+                named(rest).then_some((Form::Named, None))
+            }
+        }
+        Dialect::Generic => {
+            if text == "?" {
+                Some((Form::Plain, None))
+            } else {
+                text.strip_prefix('$')
+                    .and_then(digits)
+                    .map(|n| (Form::Numbered, Some(n)))
+            }
         }
     }
-    out
+}
+
+/// Gives each placeholder its 0-based parameter index exactly as the server and driver number
+/// them: PostgreSQL `$n` is `n - 1`; MySQL `?` count in order; SQLite follows its own rules
+/// (`?NNN` is `NNN`, `?` the largest number so far plus one, a name the number of its first
+/// appearance, else the largest plus one). Forms the dialect does not have, and different
+/// forms in one statement, are refused: one reading of the parameters, or none.
+fn number_placeholders(
+    dialect: Dialect,
+    mut found: Vec<(u64, u64, String)>,
+) -> Result<HashMap<(u64, u64), usize>, DenyReason> {
+    found.sort();
+    let mut largest = 0usize;
+    let mut first: Option<Form> = None;
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut out = HashMap::new();
+    for (line, column, text) in found {
+        let Some((kind, n)) = form(dialect, &text) else {
+            return Err(DenyReason::Parameter(format!(
+                "`{text}` is not a {dialect} placeholder"
+            )));
+        };
+        match first {
+            Some(f) if f != kind => {
+                return Err(DenyReason::Parameter(format!(
+                    "`{text}` mixes placeholder forms; use one form per statement"
+                )));
+            }
+            _ => first = Some(kind),
+        }
+        let number = match (kind, n) {
+            (Form::Numbered, Some(n)) => n,
+            (Form::Named, _) => match names.get(&text) {
+                Some(n) => *n,
+                None => {
+                    let n = largest + 1;
+                    names.insert(text.clone(), n);
+                    n
+                }
+            },
+            _ => largest + 1,
+        };
+        if number == 0 || number > 32_766 {
+            return Err(DenyReason::Parameter(format!(
+                "`{text}`: parameter numbers go from 1 to 32766"
+            )));
+        }
+        largest = largest.max(number);
+        out.insert((line, column), number - 1);
+    }
+    Ok(out)
 }
 
 /// The flat pass over the whole statement: the function allow-list, the relation count the
@@ -910,7 +1017,7 @@ impl Flat<'_> {
             .0
             .iter()
             .map(|p| match p.as_ident() {
-                Some(i) => self.rules.fold(i).to_lowercase(),
+                Some(i) => self.rules.fold(i).to_ascii_lowercase(),
                 None => p.to_string(),
             })
             .collect();
@@ -923,7 +1030,7 @@ impl Flat<'_> {
 
     /// Casts to PostgreSQL's `reg…` types look names up in the catalogs.
     fn check_type(&self, data_type: &sqlparser::ast::DataType) -> ControlFlow<DenyReason> {
-        let name = data_type.to_string().to_lowercase();
+        let name = data_type.to_string().to_ascii_lowercase();
         if self.rules.dialect() == Dialect::Postgres && name.trim_matches('"').starts_with("reg") {
             return ControlFlow::Break(DenyReason::DeniedFunction(format!("cast to {name}")));
         }

@@ -454,16 +454,160 @@ async fn prints_from_the_parsed_statement_only() {
         .await
         .unwrap();
     assert_eq!(sql, "SELECT id FROM visits");
-    // Literals survive exactly as written.
-    let sql = enforce(&p, r"SELECT 'it''s', 'a\b', $q$x'y$q$ FROM visits")
+    // Literals survive exactly as written (the servers' string settings known).
+    let pg = configured(Dialect::Postgres)
+        .backslash_escapes(false)
+        .build()
+        .unwrap();
+    let sql = enforce(&pg, r"SELECT 'it''s', 'a\b', $q$x'y$q$ FROM visits")
         .await
         .unwrap();
     assert_eq!(sql, r"SELECT 'it''s', 'a\b', $q$x'y$q$ FROM visits");
-    let my = policy(Dialect::MySql);
+    let my = configured(Dialect::MySql)
+        .backslash_escapes(true)
+        .build()
+        .unwrap();
     let sql = enforce(&my, r"SELECT 'x\\', ' OR 1=1 -- ' FROM visits")
         .await
         .unwrap();
     assert_eq!(sql, r"SELECT 'x\\', ' OR 1=1 -- ' FROM visits");
+}
+
+fn configured(dialect: Dialect) -> crate::SqlPolicyBuilder {
+    let schema = if dialect == Dialect::MySql {
+        "clinic"
+    } else {
+        "public"
+    };
+    SqlPolicy::builder(dialect)
+        .default_schema(schema)
+        .catalog(Catalog::new().with_table(
+            format!("{schema}.visits"),
+            ["id", "patient_id", "clinic_id"],
+        ))
+}
+
+#[tokio::test]
+async fn literals_whose_meaning_depends_on_unknown_settings_are_refused() {
+    // With `NO_BACKSLASH_ESCAPES` the literal ends at the backslash and the rest is SQL; with
+    // `standard_conforming_strings = off` the other way round. Unknown: refused.
+    let attack = r"SELECT id FROM visits WHERE clinic_id = 'x\' OR clinic_id = 'c2' -- '";
+    for dialect in [Dialect::MySql, Dialect::Postgres] {
+        let unknown = configured(dialect).build().unwrap();
+        assert_eq!(code(&unknown, attack).await, "unsupported", "{dialect}");
+    }
+    let other_way = configured(Dialect::MySql)
+        .backslash_escapes(false)
+        .build()
+        .unwrap();
+    assert_eq!(code(&other_way, attack).await, "unsupported");
+    let other_way = configured(Dialect::Postgres)
+        .backslash_escapes(true)
+        .build()
+        .unwrap();
+    assert_eq!(code(&other_way, attack).await, "unsupported");
+    // PostgreSQL's E'…' strings mean the same under every setting.
+    let pg = configured(Dialect::Postgres).build().unwrap();
+    enforce(&pg, r"SELECT E'a\'b' FROM visits").await.unwrap();
+    // MySQL `"…"`: a string, or an identifier under ANSI_QUOTES.
+    let my = configured(Dialect::MySql)
+        .backslash_escapes(true)
+        .build()
+        .unwrap();
+    assert_eq!(
+        code(&my, r#"SELECT "clinic_id" FROM visits"#).await,
+        "unsupported"
+    );
+    let plain = configured(Dialect::MySql)
+        .ansi_quotes(false)
+        .build()
+        .unwrap();
+    enforce(&plain, r#"SELECT "clinic_id" FROM visits"#)
+        .await
+        .unwrap();
+    // Names outside ASCII fold by MySQL's collation: refused.
+    assert_eq!(code(&plain, "SELECT id FROM vіsits").await, "unsupported");
+    assert_eq!(code(&plain, "SELECT id FROM `VİSITS`").await, "unsupported");
+}
+
+#[tokio::test]
+async fn names_fold_exactly_as_the_database_folds_them() {
+    // PostgreSQL folds ASCII only: `PATİENTS` is not `patients` (nor `patİents`).
+    let pg = policy(Dialect::Postgres);
+    let analysis = pg.analyze("SELECT id FROM PATİENTS").unwrap();
+    assert_eq!(analysis.accesses()[0].id, "public.patİents");
+    let analysis = pg.analyze("SELECT id FROM ＰATIENTS").unwrap();
+    assert_eq!(analysis.accesses()[0].id, "public.Ｐatients");
+    // A look-alike CTE does not shadow the table, nor the table the CTE.
+    let analysis = pg
+        .analyze("WITH pаtients AS (SELECT 1 AS id) SELECT id FROM patients")
+        .unwrap();
+    assert_eq!(analysis.accesses()[0].id, "public.patients");
+    // The Kelvin sign lowercases to `k` in Unicode, not in PostgreSQL or SQLite.
+    for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+        let p = policy(dialect);
+        let analysis = p
+            .analyze("WITH k AS (SELECT 1 AS id) SELECT id FROM \u{212a}")
+            .unwrap();
+        assert_eq!(analysis.accesses().len(), 1, "{dialect}");
+    }
+    // PostgreSQL keeps 63 bytes of a name.
+    let long = format!("{}_and_more", "p".repeat(63));
+    let analysis = pg.analyze(&format!("SELECT id FROM {long}")).unwrap();
+    assert_eq!(analysis.accesses()[0].table, "p".repeat(63));
+    let analysis = pg
+        .analyze(&format!(
+            "WITH {} AS (SELECT 1 AS id) SELECT id FROM {long}",
+            "p".repeat(63)
+        ))
+        .unwrap();
+    assert!(analysis.accesses().is_empty());
+}
+
+#[tokio::test]
+async fn placeholders_are_numbered_as_the_server_numbers_them() {
+    let write = |p: &str| format!("INSERT INTO patients (id, name, clinic_id) VALUES ({p})");
+    let lite = policy(Dialect::Sqlite);
+    let run = |sql: String, params: Vec<crate::SqlValue>| {
+        let lite = lite.clone();
+        async move {
+            let mut request = SqlRequest::new(sql, nurse());
+            request.params = params;
+            lite.enforce(&filtered(), &request)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
+        }
+    };
+    let params = || vec![crate::SqlValue::Int(1), "c1".into(), "c2".into()];
+    let violation = Err("row_filter_violation");
+    assert_eq!(run(write("?1, ?2, ?3"), params()).await, violation);
+    assert_eq!(run(write("?1, ?3, ?2"), params()).await, Ok(()));
+    assert_eq!(run(write("?, ?, ?"), params()).await, violation);
+    // Names: numbered by first appearance, whatever their prefix.
+    assert_eq!(run(write(":a, :b, :b"), params()).await, Ok(()));
+    assert_eq!(run(write(":a, :c, :b"), params()).await, violation);
+    assert_eq!(run(write("@a, $b, :c"), params()).await, violation);
+    assert_eq!(run(write("@a, $b, $b"), params()).await, Ok(()));
+    // Mixed forms: refused.
+    for mixed in ["?, ?2, ?3", "?1, :b, ?3", ":a, ?, :c"] {
+        assert_eq!(
+            run(write(mixed), params()).await,
+            Err("parameter"),
+            "{mixed}"
+        );
+    }
+    // Forms another dialect has: refused.
+    let pg = policy(Dialect::Postgres);
+    assert_eq!(
+        code(&pg, "SELECT id FROM visits WHERE id = :id").await,
+        "parameter"
+    );
+    let my = policy(Dialect::MySql);
+    assert_eq!(
+        code(&my, "SELECT id FROM visits WHERE id = ?1").await,
+        "parameter"
+    );
 }
 
 #[tokio::test]
