@@ -5,6 +5,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
+    clippy::panic,
     reason = "test code outside #[test] functions: a failure fails the test"
 )]
 
@@ -66,7 +67,7 @@ fn attribute<'a>(record: &'a Value, key: &str) -> &'a Value {
         .unwrap()
         .iter()
         .find(|a| a["key"] == key)
-        .unwrap_or_else(|| panic!("{key} missing in {record}"));
+        .expect("the attribute is there");
     &found["value"]
 }
 
@@ -137,7 +138,7 @@ async fn every_sink_carries_the_same_correlation_fields() {
         "file"
     );
 
-    let export = &otlp.lock().unwrap()[0];
+    let export = otlp.lock().unwrap()[0].clone();
     let record = &export["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
     let body: Value =
         serde_json::from_str(record["body"]["stringValue"].as_str().unwrap()).unwrap();
