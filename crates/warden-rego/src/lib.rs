@@ -69,6 +69,7 @@
 mod input;
 mod load;
 mod result;
+mod verify;
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -222,7 +223,10 @@ impl RegoPdpBuilder {
         };
         let revision = gate.stamp(PolicyRevision::new(policy_id, bundle.revision()));
         let compiled = load::compile(&bundle, &entrypoint)?;
+        let confirm = self.evaluator == Evaluator::Vm
+            && verify::entrypoint_may_fail(&compiled.engine, &entrypoint);
         Ok(Loaded {
+            confirm,
             entrypoint,
             revision,
             gate,
@@ -340,6 +344,8 @@ impl Pdp for RegoPdp {
 }
 
 struct Loaded {
+    /// The VM's answers that could permit are confirmed by the interpreter (see `verify`).
+    confirm: bool,
     entrypoint: String,
     revision: PolicyRevision,
     gate: warden_decision::PackageGate,
@@ -356,8 +362,23 @@ const POOL_SIZE: usize = 64;
 
 impl Loaded {
     fn evaluate(&self, request: &AccessRequest) -> Result<regorus::Value, String> {
-        let input = input::input(request);
+        let input = input::input(request)?;
         match self.evaluator {
+            Evaluator::Vm if self.confirm => {
+                let value = self.evaluate_vm(input.clone())?;
+                if verify::plain_deny(&value) {
+                    return Ok(value);
+                }
+                let confirmed = self.evaluate_interpreter(input)?;
+                if confirmed != value {
+                    return Err(
+                        "the VM and the interpreter disagree on this input (a rule conflict the \
+                         VM answers as undefined?)"
+                            .to_owned(),
+                    );
+                }
+                Ok(value)
+            }
             Evaluator::Vm => self.evaluate_vm(input),
             Evaluator::Interpreter => self.evaluate_interpreter(input),
         }
