@@ -59,6 +59,7 @@ mod metrics;
 mod opa;
 mod policy;
 mod revision;
+mod rollback;
 mod routes;
 mod search;
 mod source;
@@ -75,6 +76,7 @@ use warden_decision::{Pdp, PolicyRevision};
 pub use auth::VerifiedClientCertificate;
 pub use policy::{PolicyDir, PolicyError, PolicyKind};
 pub use revision::{MAX_WAIT, POLICY_ID_HEADER, REVISION_HEADER};
+pub use rollback::{DEFAULT_KEPT_REVISIONS, KeptRevision, Rollback, RollbackError};
 pub use search::MAX_PAGE;
 pub use tls::TlsFiles;
 
@@ -119,6 +121,8 @@ pub(crate) struct State {
     watch: Option<Duration>,
     /// The bundle agent's status document, for `/status`.
     pub(crate) fleet_status: Mutex<Option<serde_json::Value>>,
+    /// The last good revisions, for rollback.
+    pub(crate) kept: rollback::Kept,
 }
 
 /// Builds a [`Server`].
@@ -262,6 +266,7 @@ impl ServerBuilder {
                 opa_path: self.opa_path,
                 watch: self.watch,
                 fleet_status: Mutex::new(None),
+                kept: rollback::Kept::default(),
             }),
         }
     }
@@ -336,7 +341,13 @@ impl Server {
         // The entity source first: when it fails, neither it nor the policies change.
         let result = entities::load(dir).and_then(|entities| {
             let entities = Arc::new(entities);
-            match current.as_ref().and_then(|l| l.dir.clone().map(|d| (l, d))) {
+            // After a rollback the policies in force were loaded from a kept copy: a change of
+            // the directory is loaded from the directory.
+            let in_force = current
+                .as_ref()
+                .and_then(|l| l.dir.clone().map(|d| (l, d)))
+                .filter(|(_, d)| d.path() == dir.as_path());
+            match in_force {
                 Some((loaded, policies)) => {
                     let revision = policies.reload()?;
                     self.state.current.store(Some(Arc::new(Loaded {
@@ -378,6 +389,7 @@ impl Server {
         match &result {
             Ok(revision) => {
                 tracing::info!(policy = %revision.id, revision = %revision.revision, "policies loaded");
+                self.state.kept.remember(dir, revision);
                 *last_error = None;
             }
             Err(error) => {

@@ -44,7 +44,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(crate::rollback::routes(state.clone()));
     // Authentication and the request id wrap everything, the endpoints added to the router
     // after it was built included.
     crate::revision::wrap(revisions, router)
