@@ -13,6 +13,7 @@ decision := {
 	"reasons": reasons,
 }
 
+# ANCHOR: rules
 # From this many recent denials on, a second factor is required.
 step_up_after := 3
 
@@ -44,3 +45,4 @@ reasons contains "too many recent denials" if {
 }
 
 reasons contains "no session history" if not counted
+# ANCHOR_END: rules

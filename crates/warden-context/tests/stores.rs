@@ -394,12 +394,14 @@ async fn session_history_slides_and_the_clinic_session_policy_steps_up_then_refu
     let manifest = manifest
         .replace("redis://127.0.0.1:6379", &url)
         .replace("warden:clinic:history:", &prefix);
+    // ANCHOR: wiring
     let attributes = ContextConfig::from_manifest(&manifest)
         .unwrap()
         .attributes()
         .unwrap();
     let pdp = ContextPdp::new(RegoPdp::from_dir(manifest_dir).unwrap()).attributes(attributes);
     let history = SessionHistory::new(&url, &prefix, Duration::from_secs(900)).unwrap();
+    // ANCHOR_END: wiring
 
     let nurse = request("nurse", "/clinics/{clinic_id}/patients");
     let step_up = |d: &Decision| d.obligations.iter().any(|o| o.type_name() == "step_up");

@@ -133,6 +133,7 @@ async fn events_logged_while_the_server_is_down_are_shipped_once_it_is_back() {
     assert_eq!(counts.len(), 2_000);
     assert!(counts.values().all(|c| *c == 1), "no duplicates");
     assert_eq!(log.metrics().dropped(), 0);
+    eprintln!("{}", log.render_prometheus());
     drop(log);
     let _ = std::fs::remove_dir_all(&dir);
 }
