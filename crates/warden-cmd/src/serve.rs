@@ -3,6 +3,9 @@
 //! Start-up fails closed: a policy directory that is missing or does not load ends the command
 //! with status 3 before it listens, unless `--wait-for-policy` asks it to serve `503` until the
 //! policies load. The policies are loaded once at start, then reloaded when they change.
+//!
+//! Every option can also come from a TOML file (`--config`) and from `WARDEN_SERVE_*`
+//! environment variables; see [`config`].
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -11,30 +14,59 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use warden_server::{DEFAULT_BODY_LIMIT, Server};
+use warden_server::{Server, TlsFiles};
 
 use crate::exit::Exit;
+
+mod config;
 
 /// Serve a policy directory over AuthZEN 1.0 and the OPA Data API.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// A TOML file with the options below (and `signed_metadata`, `auth.bearer_tokens`); an
+    /// option is overridden by its `WARDEN_SERVE_*` environment variable, that by its flag.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The policy directory (Rego or Cedar).
-    #[arg(long, value_name = "DIR", required_unless_present = "bundle")]
+    #[arg(long, value_name = "DIR")]
     policy: Option<PathBuf>,
-    /// The address to listen on. Port 0 picks a free port.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
-    addr: SocketAddr,
-    /// How often to check the policy directory for changes, e.g. `1s`; `0s` turns reloading off.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
-    watch: Duration,
-    /// The largest request body accepted, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_BODY_LIMIT)]
-    body_limit: usize,
+    /// The address to listen on (default 127.0.0.1:8181). Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    addr: Option<SocketAddr>,
+    /// How often to check the policy directory for changes (default `2s`); `0s` turns
+    /// reloading off.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    watch: Option<Duration>,
+    /// The largest request body accepted, in bytes (default 262144).
+    #[arg(long, value_name = "BYTES")]
+    body_limit: Option<usize>,
+    /// The most evaluations one batch may hold (default 1000).
+    #[arg(long, value_name = "N")]
+    max_batch: Option<usize>,
+    /// Serve over TLS with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Verify client certificates against the CA certificates in this file (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// How often to check the TLS files for new certificates (default `30s`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    tls_reload: Option<Duration>,
+    /// Require a bearer token of this file (one a line; `#` comments) on every endpoint but
+    /// /health.
+    #[arg(long, value_name = "FILE")]
+    bearer_token_file: Option<PathBuf>,
+    /// Accept callers by a client certificate `--tls-client-ca` verified, as well as by token.
+    #[arg(long)]
+    client_certificates: bool,
     /// The URL clients reach the server at, for the AuthZEN metadata document.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
     #[command(flatten)]
-    fleet: crate::fleet::serve::BundleArgs,
+    fleet: Box<crate::fleet::serve::BundleArgs>,
     /// Start even when the policies do not load (yet): answer 503 until they do. Without it a
     /// missing or broken policy directory ends the command with status 3.
     #[arg(long)]
@@ -42,12 +74,7 @@ pub(crate) struct ServeArgs {
     /// Log every decision: a TOML file naming the sink (JetStream, OTLP logs, HTTP batches, a
     /// file, stdout), the mode (memory or disk), masks, drops, outcome filters and the routes
     /// logged synchronously. Needs `--policy`.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "bundle",
-        requires = "policy"
-    )]
+    #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
     decision_log: Option<PathBuf>,
 }
 
@@ -72,9 +99,45 @@ pub(crate) fn init_logs(filter: tracing_subscriber::EnvFilter) {
     }
 }
 
-pub(crate) async fn run(args: ServeArgs) -> ExitCode {
+pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
+    let flags = config::Flags {
+        config: args.config.clone(),
+        policy: args.policy.clone(),
+        addr: args.addr,
+        watch: args.watch,
+        body_limit: args.body_limit,
+        max_batch: args.max_batch,
+        public_url: args.public_url.clone(),
+        wait_for_policy: args.wait_for_policy,
+        decision_log: args.decision_log.clone(),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        tls_client_ca: args.tls_client_ca.clone(),
+        tls_reload: args.tls_reload,
+        bearer_token_file: args.bearer_token_file.clone(),
+        client_certificates: args.client_certificates,
+    };
+    let settings = match config::resolve(&flags, |name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("warden serve: {message}");
+            return Exit::Config.into();
+        }
+    };
+    if settings.policy.is_none() && args.fleet.bundle.is_none() {
+        eprintln!(
+            "warden serve: no policy directory (--policy, `policy` in --config, or WARDEN_SERVE_POLICY) and no --bundle"
+        );
+        return Exit::Usage.into();
+    }
+    if settings.decision_log.is_some() && settings.policy.is_none() {
+        eprintln!("warden serve: a decision log needs a policy directory");
+        return Exit::Usage.into();
+    }
+    args.policy.clone_from(&settings.policy);
+    args.decision_log.clone_from(&settings.decision_log);
     let logged = match (&args.decision_log, &args.policy) {
-        (Some(file), Some(dir)) => match logged_pdp(file, dir, args.watch).await {
+        (Some(file), Some(dir)) => match logged_pdp(file, dir, settings.watch).await {
             Ok(logged) => Some(logged),
             Err(message) => {
                 eprintln!("warden serve: {message}");
@@ -94,14 +157,39 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         }
         (None, dir, None) => Server::builder().policy_dir(dir.clone().unwrap_or_default()),
     };
-    let mut builder = builder.body_limit(args.body_limit);
-    if !args.watch.is_zero() {
-        builder = builder.watch(args.watch);
+    let mut builder = builder
+        .body_limit(settings.body_limit)
+        .max_batch(settings.max_batch);
+    if !settings.watch.is_zero() {
+        builder = builder.watch(settings.watch);
     }
-    if let Some(url) = &args.public_url {
+    if let Some(url) = &settings.public_url {
         builder = builder.public_url(url);
     }
+    if let Some(jwt) = &settings.signed_metadata {
+        builder = builder.signed_metadata(jwt);
+    }
+    for token in &settings.bearer_tokens {
+        builder = builder.bearer_token(token);
+    }
+    if settings.client_certificates {
+        builder = builder.accept_client_certificates();
+    }
     let server = builder.build();
+    let tls = settings.tls.as_ref().map(|tls| {
+        let files = TlsFiles::new(&tls.cert, &tls.key).reload_every(tls.reload);
+        match &tls.client_ca {
+            Some(ca) => files.client_ca(ca),
+            None => files,
+        }
+    });
+    // A certificate that does not load stops the start, like a policy that does not.
+    if let Some(files) = &tls
+        && let Err(error) = files.load()
+    {
+        eprintln!("warden serve: TLS: {error}");
+        return Exit::Config.into();
+    }
     let bundle_source = match &args.fleet.bundle {
         Some(spec) => match crate::fleet::serve::start(&args.fleet, spec, &server) {
             Ok(source) => Some(source),
@@ -116,7 +204,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         && let Err(error) = server.load()
     {
         eprintln!("warden serve: {error}");
-        if !args.wait_for_policy {
+        if !settings.wait_for_policy {
             eprintln!(
                 "warden serve: not started (--wait-for-policy serves 503 until the policies load)"
             );
@@ -124,26 +212,31 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         }
         eprintln!("warden serve: serving anyway; /health answers 503 until the policies load");
     }
-    let listener = match tokio::net::TcpListener::bind(args.addr).await {
+    let listener = match tokio::net::TcpListener::bind(settings.addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("warden serve: cannot listen on {}: {e}", args.addr);
+            eprintln!("warden serve: cannot listen on {}: {e}", settings.addr);
             return Exit::Config.into();
         }
     };
-    let addr = listener.local_addr().unwrap_or(args.addr);
+    let addr = listener.local_addr().unwrap_or(settings.addr);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     match server.revision() {
         Some(revision) => println!(
-            "warden: serving policy {} at revision {} on http://{addr}",
+            "warden: serving policy {} at revision {} on {scheme}://{addr}",
             revision.id, revision.revision
         ),
         None if bundle_source.is_some() => println!(
-            "warden: listening on http://{addr}, bundles from {} (503 until a verified bundle is active)",
+            "warden: listening on {scheme}://{addr}, bundles from {} (503 until a verified bundle is active)",
             bundle_source.as_deref().unwrap_or_default()
         ),
-        None => println!("warden: listening on http://{addr} (policies not loaded)"),
+        None => println!("warden: listening on {scheme}://{addr} (policies not loaded)"),
     }
-    match server.serve(listener, shutdown_signal()).await {
+    let served = match tls {
+        Some(files) => server.serve_tls(listener, files, shutdown_signal()).await,
+        None => server.serve(listener, shutdown_signal()).await,
+    };
+    match served {
         Ok(()) => {
             println!("warden: stopped");
             ExitCode::SUCCESS
