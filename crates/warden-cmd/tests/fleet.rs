@@ -501,3 +501,151 @@ fn warden_test_nats() -> Option<()> {
     eprintln!("note: skipping the fleet test: {NATS_SERVER} is not installed");
     None
 }
+
+#[test]
+fn serve_bundle_from_a_file_refuses_what_does_not_verify_and_keeps_serving() {
+    let root = temp("file");
+    let keys = root.join("keys/k");
+    run(&["keygen", "-o", keys.to_str().unwrap()]);
+    let (secret, public) = (keys.with_extension("key"), keys.with_extension("pub"));
+    let build = |revision: u64| {
+        let dir = root.join(format!("src-{revision}"));
+        let orders = package(&dir, "orders", revision % 2 == 1, &[], "file source");
+        let out = root.join(format!("b-{revision}.tar.gz"));
+        run(&[
+            "build",
+            orders.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--revision",
+            &revision.to_string(),
+            "--key",
+            secret.to_str().unwrap(),
+        ]);
+        std::fs::read(out).unwrap()
+    };
+    let file = root.join("current.tar.gz");
+    std::fs::write(&file, build(1)).unwrap();
+    let instance = Instance::start(
+        "file-1",
+        "eu-west",
+        file.to_str().unwrap(),
+        &public,
+        &root.join("state"),
+    );
+    let wait = |revision: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while instance.revision() != Some(revision) {
+            assert!(Instant::now() < deadline, "{:?}", instance.status());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait(1);
+    assert!(instance.decide());
+
+    // A truncated copy, a changed byte, an older revision: each refused, revision 1 serves on.
+    let two = build(2);
+    let mut flipped = two.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    for (refusals, (what, bytes)) in [
+        ("truncated", two[..two.len() / 2].to_vec()),
+        ("changed", flipped),
+        ("older", build(0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&file, &bytes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = instance.status().unwrap();
+            if status["bundle"]["refusals"].as_u64() == Some(refusals as u64 + 1) {
+                assert_eq!(status["bundle"]["revision"], 1, "{what}: {status}");
+                assert!(
+                    status["bundle"]["last_error"].is_string(),
+                    "{what}: {status}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "{what}: {status}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            instance.decide(),
+            "{what}: the old revision no longer decides"
+        );
+    }
+    std::fs::write(&file, &two).unwrap();
+    wait(2);
+    assert!(!instance.decide(), "revision 2 denies");
+    let metrics = {
+        let mut stream = TcpStream::connect(&instance.addr).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(
+        metrics.contains("\nwarden_bundle_revision 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nwarden_bundle_refusals_total 3\n"),
+        "{metrics}"
+    );
+    drop(instance);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn serve_bundle_needs_a_key_and_no_policy_directory() {
+    let no_key = warden()
+        .args(["serve", "--addr", "127.0.0.1:0", "--bundle", "x.tar.gz"])
+        .output()
+        .unwrap();
+    assert_eq!(no_key.status.code(), Some(2), "{no_key:?}");
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("--bundle-key"));
+    let both = warden()
+        .args([
+            "serve",
+            "--policy",
+            "policies/clinic",
+            "--bundle",
+            "x.tar.gz",
+            "--allow-unsigned",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    let bad_key = warden()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--bundle",
+            "x.tar.gz",
+            "--bundle-key",
+            "Cargo.toml",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    assert_eq!(bad_key.status.code(), Some(3), "{bad_key:?}");
+    let unknown = warden()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--bundle",
+            "ftp://x/y",
+            "--allow-unsigned",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+}

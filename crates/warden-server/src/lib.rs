@@ -13,6 +13,7 @@
 //! | `POST /v1/data/<path>` | OPA Data API: `{"input": <access request>}` → `{"result": {"allow": …, "obligations": […], "reasons": […]}}` |
 //! | `GET /health` | `200` with the policy revision once policies are loaded, else `503`; says whether the last reload failed (the log says why) |
 //! | `GET /metrics` | Prometheus text |
+//! | `GET /status` | readiness, the revision in force, the last load error, and the bundle agent's status (see [`ServerBuilder::external`]) |
 //!
 //! The decision's obligations, reasons and revision travel in the AuthZEN response `context`
 //! (see [`warden_decision::authzen`]). The AuthZEN endpoints take `Content-Type:

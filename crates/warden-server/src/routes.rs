@@ -472,12 +472,13 @@ async fn health(Extract(state): Shared) -> Response {
 async fn metrics(Extract(state): Shared) -> Response {
     let loaded = state.current.load_full();
     let revision = loaded.as_ref().and_then(|l| l.pdp.revision());
-    let text = state.metrics.render(
+    let mut text = state.metrics.render(
         loaded.is_some(),
         revision
             .as_ref()
             .map(|r| (r.id.as_str(), r.revision.as_str())),
     );
+    text.push_str(&crate::source::metrics(&state));
     state.metrics.request("metrics", 200);
     let mut response = text.into_response();
     response.headers_mut().insert(

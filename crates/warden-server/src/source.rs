@@ -126,6 +126,71 @@ impl Server {
     }
 }
 
+/// The bundle agent's counters for `/metrics`, when there is an agent.
+pub(crate) fn metrics(state: &crate::State) -> String {
+    use std::fmt::Write as _;
+    let Some(status) = state.fleet_status.lock().ok().and_then(|s| s.clone()) else {
+        return String::new();
+    };
+    let number = |key: &str| status.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let mut out = String::new();
+    for (name, kind, help, value) in [
+        (
+            "warden_bundle_revision",
+            "gauge",
+            "The revision of the bundle in force (0: none).",
+            number("revision"),
+        ),
+        (
+            "warden_bundle_activations_total",
+            "counter",
+            "Bundles activated since the start.",
+            number("activations"),
+        ),
+        (
+            "warden_bundle_refusals_total",
+            "counter",
+            "Bundles refused since the start (verification, revision, load).",
+            number("refusals"),
+        ),
+        (
+            "warden_bundle_cold_starts_total",
+            "counter",
+            "Starts served from the persisted bundle because the source was down.",
+            number("cold_starts"),
+        ),
+        (
+            "warden_bundle_from_persisted",
+            "gauge",
+            "1 while the bundle in force is the persisted one.",
+            u64::from(
+                status
+                    .get("from_persisted")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            ),
+        ),
+        (
+            "warden_bundle_last_activation_timestamp_seconds",
+            "gauge",
+            "When the bundle in force was activated.",
+            number("activated_at") / 1000,
+        ),
+        (
+            "warden_bundle_source_error",
+            "gauge",
+            "1 while the last attempt (source or bundle) failed.",
+            u64::from(status.get("last_error").is_some_and(|e| !e.is_null())),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    out
+}
+
 /// `GET /status`.
 pub(crate) async fn status(axum::extract::State(state): Shared) -> Response {
     let loaded = state.current.load();
@@ -193,9 +258,24 @@ mod tests {
         assert!(status["last_error"].as_str().unwrap().contains("p.rego"));
         std::fs::remove_dir_all(&broken).unwrap();
 
-        server.set_status(json!({"revision": 4, "digest": "abc"}));
+        server.set_status(
+            json!({"revision": 4, "digest": "abc", "cold_starts": 1, "from_persisted": true}),
+        );
         let (_, status) = get(&server, "/status").await;
         assert_eq!(status["bundle"]["revision"], 4);
+        let request = Request::get("/metrics").body(Body::empty()).unwrap();
+        let response = server.router().oneshot(request).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(text.contains("\nwarden_bundle_revision 4\n"), "{text}");
+        assert!(
+            text.contains("\nwarden_bundle_cold_starts_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nwarden_bundle_from_persisted 1\n"),
+            "{text}"
+        );
         assert!(server.activate_dirs(&[]).is_err());
     }
 
