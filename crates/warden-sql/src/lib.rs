@@ -118,7 +118,7 @@ pub use catalog::Catalog;
 pub use dialect::{Dialect, UnknownDialect};
 pub use error::{DenyReason, SqlError};
 pub use layer::{DATABASE_LOG_TARGET, SqlPolicyLayer, SqlPolicyService, SqlServiceError};
-pub use parse::{DEFAULT_MAX_OPERATORS, DEFAULT_MAX_STATEMENT_LEN};
+pub use parse::{DEFAULT_MAX_OPERATORS, DEFAULT_MAX_STATEMENT_LEN, StringSettings};
 pub use policy::{
     Analysis, ConfigError, DEFAULT_CACHE_CAPACITY, MAX_RECURSION_LIMIT, Rewrite, SqlPolicy,
     SqlPolicyBuilder, TableAccess,

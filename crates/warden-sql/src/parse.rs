@@ -19,6 +19,18 @@ pub const DEFAULT_MAX_STATEMENT_LEN: usize = 1 << 20;
 /// The default operator budget of a statement.
 pub const DEFAULT_MAX_OPERATORS: usize = 4096;
 
+/// The server's string-lexing settings, as the adapters read them when connecting
+/// (`SqlxPostgres::string_settings`, `SqlxMySql::string_settings`) and
+/// [`SqlPolicyBuilder::string_settings`](crate::SqlPolicyBuilder::string_settings) takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StringSettings {
+    /// A backslash in `'…'` escapes: MySQL without `NO_BACKSLASH_ESCAPES`, PostgreSQL with
+    /// `standard_conforming_strings = off`.
+    pub backslash_escapes: bool,
+    /// `"…"` is an identifier in MySQL (`ANSI_QUOTES`).
+    pub ansi_quotes: bool,
+}
+
 /// The bounds of one parse, and what the server's string-lexing settings are.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {

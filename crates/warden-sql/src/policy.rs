@@ -23,7 +23,8 @@ use crate::filter::{Truth, eval, resolve};
 use crate::functions::Functions;
 use crate::mask::Masks;
 use crate::parse::{
-    DEEP, DEFAULT_MAX_OPERATORS, DEFAULT_MAX_STATEMENT_LEN, Limits, on_deep_stack, parse_one,
+    DEEP, DEFAULT_MAX_OPERATORS, DEFAULT_MAX_STATEMENT_LEN, Limits, StringSettings, on_deep_stack,
+    parse_one,
 };
 use crate::request::{Enforcement, SqlRequest, SqlValue};
 
@@ -195,6 +196,12 @@ impl SqlPolicyBuilder {
     pub fn backslash_escapes(mut self, escapes: bool) -> Self {
         self.backslash_escapes = Some(escapes);
         self
+    }
+
+    /// Both string settings at once, as an adapter read them from the server.
+    pub fn string_settings(self, settings: StringSettings) -> Self {
+        self.backslash_escapes(settings.backslash_escapes)
+            .ansi_quotes(settings.ansi_quotes)
     }
 
     /// Whether MySQL reads `"…"` as an identifier (`ANSI_QUOTES` in `sql_mode`). Unless it is

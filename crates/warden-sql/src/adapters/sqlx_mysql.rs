@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::{DriverError, hex};
 use crate::catalog::Catalog;
+use crate::parse::StringSettings;
 use crate::request::{SqlRequest, SqlResponse, SqlValue};
 
 /// A sqlx MySQL / MariaDB pool as `Service<SqlRequest>`. Cheap to clone.
@@ -38,6 +39,20 @@ impl SqlxMySql {
             .await?;
         let name: Option<String> = row.try_get_unchecked(0)?;
         name.ok_or_else(|| DriverError::new("the connection has no current database"))
+    }
+
+    /// The session's string-lexing settings (`NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES` in
+    /// `sql_mode`), for [`SqlPolicyBuilder::string_settings`](crate::SqlPolicyBuilder::string_settings).
+    pub async fn string_settings(&self) -> Result<StringSettings, DriverError> {
+        let row = sqlx::query("SELECT CAST(@@SESSION.sql_mode AS CHAR)")
+            .fetch_one(&self.pool)
+            .await?;
+        let mode: String = row.try_get_unchecked(0)?;
+        let has = |flag: &str| mode.split(',').any(|m| m.eq_ignore_ascii_case(flag));
+        Ok(StringSettings {
+            backslash_escapes: !has("NO_BACKSLASH_ESCAPES"),
+            ansi_quotes: has("ANSI_QUOTES"),
+        })
     }
 
     /// The columns of every table and view of the current database, from

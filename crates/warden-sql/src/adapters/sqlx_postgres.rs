@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::{DriverError, pg};
 use crate::catalog::Catalog;
+use crate::parse::StringSettings;
 use crate::request::{SqlRequest, SqlResponse, SqlValue};
 
 /// A sqlx PostgreSQL pool as `Service<SqlRequest>`. Cheap to clone.
@@ -29,6 +30,29 @@ impl SqlxPostgres {
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The session's string-lexing settings (`standard_conforming_strings`), for
+    /// [`SqlPolicyBuilder::string_settings`](crate::SqlPolicyBuilder::string_settings).
+    pub async fn string_settings(&self) -> Result<StringSettings, DriverError> {
+        let row = sqlx::query("SELECT current_setting('standard_conforming_strings')")
+            .fetch_one(&self.pool)
+            .await?;
+        let standard: String = row.try_get(0)?;
+        Ok(StringSettings {
+            backslash_escapes: standard != "on",
+            ansi_quotes: false,
+        })
+    }
+
+    /// The first schema of the session's `search_path` that exists: where unqualified names
+    /// resolve, the policy's default schema.
+    pub async fn current_schema(&self) -> Result<String, DriverError> {
+        let row = sqlx::query("SELECT current_schema()::text")
+            .fetch_one(&self.pool)
+            .await?;
+        let schema: Option<String> = row.try_get(0)?;
+        schema.ok_or_else(|| DriverError::new("no schema of the search path exists"))
     }
 
     /// The columns of every table and view of `schemas`, from `information_schema`.
