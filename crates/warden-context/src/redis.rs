@@ -205,6 +205,25 @@ impl SessionHistory {
         Ok(())
     }
 
+    /// An event writer for `warden_telemetry::TelemetryBuilder::writer`: each event the PEPs
+    /// emit is recorded, in a task of the current runtime (off the request path; a failed
+    /// write is logged and the event not recorded). Must be called inside a Tokio runtime.
+    pub fn writer(
+        self: std::sync::Arc<Self>,
+    ) -> Result<impl warden_telemetry::EventWriter, FetchError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| FetchError::Unavailable("no Tokio runtime".into()))?;
+        Ok(move |event: &warden_telemetry::DecisionEvent| {
+            let history = self.clone();
+            let event = event.clone();
+            runtime.spawn(async move {
+                if let Err(error) = history.record_event(&event).await {
+                    tracing::warn!(%error, "session history not recorded");
+                }
+            });
+        })
+    }
+
     /// Records the outcome of a decision event (its subject and decision id); events without
     /// a subject are not recorded.
     pub async fn record_event(

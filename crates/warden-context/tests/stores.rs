@@ -430,6 +430,39 @@ async fn session_history_slides_and_the_clinic_session_policy_steps_up_then_refu
     // Another subject's history is its own.
     assert!(pdp.decide(&request("doctor", "/p")).await.unwrap().allowed);
 
+    // A PEP records its outcomes through its telemetry.
+    let recorder = Arc::new(SessionHistory::new(&url, &prefix, Duration::from_secs(900)).unwrap());
+    let telemetry = warden_telemetry::Telemetry::builder()
+        .writer(recorder.writer().unwrap())
+        .build()
+        .unwrap();
+    for i in 0..2 {
+        let mut event = warden_telemetry::DecisionEvent::new(
+            warden_telemetry::Pep::Http,
+            "GET",
+            "route",
+            "/p",
+            warden_telemetry::Outcome::Deny,
+        );
+        event.subject = Some("resident".into());
+        event.decision_id = Some(format!("r{i}"));
+        telemetry.emit(event);
+    }
+    telemetry.flush().await;
+    let resident = request("resident", "/p");
+    let started = Instant::now();
+    loop {
+        let seen = pdp.enrich(&resident).await.unwrap().context["recent_denials"].clone();
+        if seen == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "recorded: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // The window slides: old denials stop counting.
     let short = SessionHistory::new(&url, &prefix, Duration::from_millis(300)).unwrap();
     let counter = ContextPdp::new(warden_test::StaticPdp::permit()).attribute(Attribute::new(
@@ -458,7 +491,7 @@ async fn session_history_slides_and_the_clinic_session_policy_steps_up_then_refu
     );
 
     let mut r = redis(&url).await;
-    for subject in ["nurse", "intern"] {
+    for subject in ["nurse", "intern", "resident"] {
         for outcome in ["deny", "permit"] {
             let _: () = r.del(format!("{prefix}{outcome}:{subject}")).await.unwrap();
         }
