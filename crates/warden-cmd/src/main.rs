@@ -8,7 +8,8 @@
 //! * `warden serve` runs the Warden PDP server on a policy directory.
 //! * `warden test` runs the test cases of policy packages; `warden check` validates them;
 //!   `warden catalog` lists them with their regulatory mappings; `warden replay` decides recorded
-//!   requests again with a candidate package.
+//!   requests again with a candidate package; `warden rollback` puts a kept revision back in
+//!   force on a running server.
 //! * `warden keygen`, `build`, `verify`, `publish` and `status` make, check and distribute
 //!   signed policy bundles and show the fleet; `warden serve --bundle` serves them.
 //! * `warden sql rewrite` and `warden sql explain` show what the SQL PEP does to a statement.
@@ -56,6 +57,9 @@ enum Command {
     /// Decide recorded decision events again with a candidate package; report what changes.
     #[command(after_help = exit::HELP)]
     Replay(lifecycle::replay::ReplayArgs),
+    /// Put a kept revision back in force on a running `warden serve`.
+    #[command(after_help = exit::HELP)]
+    Rollback(lifecycle::rollback::RollbackArgs),
     /// Make an Ed25519 key pair for signing bundles.
     #[command(after_help = exit::HELP)]
     Keygen(fleet::keygen::KeygenArgs),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         Command::Check(args) => block_on(lifecycle::check::run(args)),
         Command::Catalog(args) => block_on(lifecycle::catalog::run(args)),
         Command::Replay(args) => block_on(lifecycle::replay::run(args)),
+        Command::Rollback(args) => block_on(lifecycle::rollback::run(args)),
         Command::Keygen(args) => fleet::keygen::run(args),
         Command::Build(args) => fleet::build::run(args),
         Command::Verify(args) => fleet::verify::run(args),

@@ -1,5 +1,5 @@
-//! The life of a policy package: `warden test`, `warden check`, `warden catalog` and
-//! `warden replay`.
+//! The life of a policy package: `warden test`, `warden check`, `warden catalog`,
+//! `warden replay` and `warden rollback`.
 //!
 //! A package is a folder with a manifest (`warden.toml`), the policies of one engine (`.rego`
 //! or `.cedar`) and test cases (`cases.json`, `cases.yaml`, or files under `tests/`). A
@@ -12,6 +12,7 @@ pub(crate) mod check;
 pub(crate) mod coverage;
 pub(crate) mod junit;
 pub(crate) mod replay;
+pub(crate) mod rollback;
 pub(crate) mod test;
 
 use std::path::{Path, PathBuf};
