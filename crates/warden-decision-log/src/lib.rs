@@ -69,7 +69,9 @@ mod sink;
 mod wal;
 
 pub use config::{ConfigError, LogConfig, ModeConfig, SinkConfig};
-pub use log::{DecisionLog, DecisionLogBuilder, LogError, LogMetrics, Logged, Mode};
+pub use log::{
+    DecisionLog, DecisionLogBuilder, LogError, LogMetrics, Logged, MAX_EVENT_BYTES, Mode,
+};
 pub use pdp::LoggedPdp;
 pub use rules::{DropConfig, Mask, MaskConfig, Rules, RulesConfig};
 #[cfg(feature = "jetstream")]

@@ -17,6 +17,10 @@ use crate::wal::Wal;
 
 /// How many records a batch holds at most.
 const BATCH: usize = 512;
+/// The largest event logged, in bytes of JSON: a larger one is dropped and counted, so that
+/// no event can exceed what a sink accepts (JetStream's default payload limit is 1 MiB) and
+/// stop the events behind it.
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
 /// The longest pause between two attempts at a failing sink.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -59,6 +63,9 @@ pub enum LogError {
     /// The sink did not acknowledge the event.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The event is larger than [`MAX_EVENT_BYTES`].
+    #[error("the decision event is {0} bytes, more than a decision log takes")]
+    TooLarge(usize),
     /// The sink did not acknowledge the event in time.
     #[error("decision log sink did not acknowledge within {}ms", .0.as_millis())]
     Timeout(Duration),
@@ -308,6 +315,14 @@ impl DecisionLog {
             return Logged::Filtered;
         };
         let metrics = &self.inner.metrics;
+        if record.body.len() > MAX_EVENT_BYTES {
+            tracing::warn!(
+                bytes = record.body.len(),
+                "decision event too large to log: dropped"
+            );
+            metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            return Logged::Dropped;
+        }
         let logged = match &self.inner.buffer {
             Buffer::Memory(tx) => match tx.try_send(record) {
                 Ok(()) => {
@@ -347,6 +362,10 @@ impl DecisionLog {
             return Ok(());
         };
         let metrics = &self.inner.metrics;
+        if record.body.len() > MAX_EVENT_BYTES {
+            metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(LogError::TooLarge(record.body.len()));
+        }
         let timeout = self.inner.sync_timeout;
         match tokio::time::timeout(timeout, self.inner.sink.ship(std::slice::from_ref(&record)))
             .await

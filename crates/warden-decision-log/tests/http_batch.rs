@@ -114,3 +114,25 @@ async fn a_full_memory_queue_drops_and_counts_without_blocking() {
         log.metrics().dropped()
     )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_event_is_dropped_and_counted_and_does_not_stop_the_rest() {
+    let received = Arc::new(Received::default());
+    let url = serve(received.clone()).await;
+    let log = DecisionLog::builder(HttpBatchSink::new(&url).unwrap())
+        .build()
+        .unwrap();
+    let mut huge = event("huge", Outcome::Deny);
+    huge.attributes.insert(
+        "note".into(),
+        "x".repeat(warden_decision_log::MAX_EVENT_BYTES).into(),
+    );
+    assert_eq!(log.log(&huge), warden_decision_log::Logged::Dropped);
+    assert!(log.log_sync(&huge).await.is_err());
+    log.log(&event("after", Outcome::Deny));
+    assert!(log.flush(Duration::from_secs(10)).await);
+    let events = received.events.lock().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["decision_id"], "after");
+    assert_eq!(log.metrics().dropped(), 2);
+}
