@@ -292,6 +292,14 @@ impl PackageGate {
         })
     }
 
+    /// The gate with `status` in force instead of the manifest's: tools that test or replay a
+    /// package decide as if it were active.
+    #[must_use]
+    pub fn with_status(mut self, status: PackageStatus) -> Self {
+        self.status = status;
+        self
+    }
+
     /// The status.
     pub fn status(&self) -> PackageStatus {
         self.status
