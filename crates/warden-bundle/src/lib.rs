@@ -21,6 +21,48 @@
 //! assert!(matches!(verifier.verify(&unsigned), Err(BundleError::Unsigned)));
 //! assert!(matches!(verifier.verify(&signed[..signed.len() / 2]), Err(BundleError::Archive(_))));
 //! ```
+//!
+//! # Receiving bundles
+//!
+//! An [`Agent`] takes bundles from a [`source`] (a file, HTTP(S), NATS JetStream), verifies
+//! each, refuses anything older than the bundle in force, extracts the packages that apply to its
+//! [`Scope`] (region and environment) and hands them to an [`Activate`] — `warden serve
+//! --bundle` loads them into the server; an embedded PDP loads them itself:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::{Arc, Mutex};
+//! use warden_bundle::source::FileSource;
+//! use warden_bundle::{Activation, Agent, AgentConfig, BundleBuilder, SecretKey, Verifier};
+//! use warden_decision::{AccessRequest, Action, Pdp, Resource, Subject};
+//! use warden_rego::RegoPdp;
+//!
+//! let key = SecretKey::generate().unwrap();
+//! let clinic = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/clinic");
+//! let bundle = BundleBuilder::new(1).package(clinic).unwrap().build(Some(&key)).unwrap();
+//!
+//! // The PDP the service decides with, replaced on every activation.
+//! let current: Arc<Mutex<Option<Arc<RegoPdp>>>> = Arc::default();
+//! let slot = current.clone();
+//! let activate = move |activation: &Activation<'_>| {
+//!     let (_, dir) = activation.packages.first().ok_or_else(|| "no package".to_owned())?;
+//!     let pdp = RegoPdp::from_dir(dir).map_err(|e| e.to_string())?;
+//!     *slot.lock().unwrap() = Some(Arc::new(pdp));
+//!     Ok(())
+//! };
+//! let state = std::env::temp_dir().join(format!("warden-bundle-doc-{}", std::process::id()));
+//! let config = AgentConfig::new("orders-1", Verifier::new(vec![key.public_key()]), &state);
+//! let mut agent = Agent::new(Box::new(FileSource::new("bundle.tar.gz")), config, activate);
+//! // A service runs `tokio::spawn(agent.run())`; here the bundle is offered by hand.
+//! agent.offer(&bundle).unwrap();
+//!
+//! let pdp = current.lock().unwrap().clone().unwrap();
+//! let health = AccessRequest::new(Subject::new("anonymous", "anonymous"), Action::new("GET"),
+//!     Resource::new("route", "/health"));
+//! assert!(pdp.decide(&health).await.unwrap().allowed);
+//! # std::fs::remove_dir_all(&state).unwrap();
+//! # });
+//! ```
 
 pub mod agent;
 mod build;
