@@ -56,6 +56,7 @@
 
 mod auth;
 mod entities;
+mod ext_authz;
 mod metrics;
 mod opa;
 mod policy;
@@ -75,6 +76,7 @@ use arc_swap::ArcSwapOption;
 use warden_decision::{Pdp, PolicyRevision};
 
 pub use auth::VerifiedClientCertificate;
+pub use ext_authz::{DEFAULT_PAYLOAD_HEADER, DEFAULT_PRINCIPAL_HEADER, EXT_AUTHZ_PREFIX};
 pub use policy::{PolicyDir, PolicyError, PolicyKind};
 pub use revision::{MAX_WAIT, POLICY_ID_HEADER, REVISION_HEADER};
 pub use rollback::{DEFAULT_KEPT_REVISIONS, KeptRevision, Rollback, RollbackError};
@@ -116,6 +118,7 @@ pub(crate) struct State {
     pub(crate) public_url: Option<String>,
     pub(crate) signed_metadata: Option<String>,
     pub(crate) callers: auth::Callers,
+    pub(crate) ext_authz: ext_authz::ExtAuthz,
     /// Served over TLS: URLs built from `Host` are `https`.
     pub(crate) tls: std::sync::atomic::AtomicBool,
     opa_path: Option<String>,
@@ -135,6 +138,7 @@ pub struct ServerBuilder {
     public_url: Option<String>,
     signed_metadata: Option<String>,
     callers: auth::Callers,
+    ext_authz: ext_authz::ExtAuthz,
     opa_path: Option<String>,
     watch: Option<Duration>,
     external: bool,
@@ -225,6 +229,18 @@ impl ServerBuilder {
         self
     }
 
+    /// The headers Envoy's `ext_authz` checks name the principal in (see
+    /// [`EXT_AUTHZ_PREFIX`]): its id (default [`DEFAULT_PRINCIPAL_HEADER`]) and the verified
+    /// JWT payload (default [`DEFAULT_PAYLOAD_HEADER`]).
+    #[must_use]
+    pub fn ext_authz_headers(mut self, principal: &str, payload: &str) -> Self {
+        self.ext_authz = ext_authz::ExtAuthz {
+            principal_header: principal.to_ascii_lowercase(),
+            payload_header: payload.to_ascii_lowercase(),
+        };
+        self
+    }
+
     /// The OPA Data API path of the decision document (default: the Rego entrypoint's path,
     /// else [`DEFAULT_OPA_PATH`]).
     #[must_use]
@@ -263,6 +279,7 @@ impl ServerBuilder {
                 public_url: self.public_url,
                 signed_metadata: self.signed_metadata,
                 callers: self.callers,
+                ext_authz: self.ext_authz,
                 tls: std::sync::atomic::AtomicBool::new(false),
                 opa_path: self.opa_path,
                 watch: self.watch,
@@ -298,6 +315,7 @@ impl Server {
             public_url: None,
             signed_metadata: None,
             callers: auth::Callers::default(),
+            ext_authz: ext_authz::ExtAuthz::default(),
             opa_path: None,
             watch: None,
             external: false,

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Request, State as Extract};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::{Map, Value, json};
 use warden_decision::authzen::{
     Batch, EVALUATION_PATH, EVALUATIONS_PATH, EvaluationResponse, EvaluationsResponse,
@@ -39,6 +39,11 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             "/v1/data/{*path}",
             post(crate::opa::data).get(crate::opa::data_get),
         )
+        .route(
+            crate::ext_authz::EXT_AUTHZ_PREFIX,
+            any(crate::ext_authz::check),
+        )
+        .route("/ext_authz/{*path}", any(crate::ext_authz::check))
         .route("/health", get(health))
         .route("/status", get(crate::source::status))
         .route("/metrics", get(metrics))

@@ -13,6 +13,7 @@ use warden_test::{Answer, ScriptedPdp};
 use crate::Server;
 
 mod auth;
+mod ext_authz;
 mod obligations;
 mod opa;
 mod search;
