@@ -125,6 +125,9 @@ async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
     panic!("cannot bind {addr} again");
 }
 
+#[path = "fault_drills/replicas.rs"]
+mod replicas;
+
 const PATIENT: &str = "/clinics/{clinic_id}/patients/{patient_id}";
 
 /// Who the load generator plays: a nurse of clinic c1 reading patients of c1 (permitted) and
@@ -457,4 +460,91 @@ async fn the_remote_stack_is_a_pdp_like_any_other() {
     assert!(stack.decide(&request).await.unwrap().allowed);
     assert_eq!(stack.revision(), remote.revision());
     assert!(stack.revision().is_some());
+}
+
+/// A PDP that permits until it is switched off, then is unavailable.
+struct Toggle(AtomicBool);
+
+impl Pdp for Toggle {
+    fn decide<'a>(
+        &'a self,
+        _: &'a warden_decision::AccessRequest,
+    ) -> warden_decision::PdpFuture<'a> {
+        let down = self.0.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if down {
+                Err(warden_decision::PdpError::unavailable("connection refused"))
+            } else {
+                Ok(warden_decision::Decision::permit()
+                    .with_policy(warden_decision::PolicyRevision::new("p", "1")))
+            }
+        })
+    }
+}
+
+/// One `PolicyLayer`, three routes, three fallbacks: deny, stale, and a counted fail-open.
+#[tokio::test]
+async fn each_route_chooses_its_fallback_in_one_policy_layer() {
+    use warden_decision::RouteFallback;
+    let pdp = Arc::new(Toggle(AtomicBool::new(false)));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let telemetry = Telemetry::builder()
+        .writer(move |e: &DecisionEvent| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(PATIENT, get(|| async { "patient" }))
+        .route("/admin", get(|| async { "admin" }))
+        .layer(
+            PolicyLayer::from_arc(pdp.clone())
+                .fallback(
+                    RouteFallback::new(FallbackMode::Deny)
+                        .route("/health", FallbackMode::allow())
+                        .route(
+                            PATIENT,
+                            FallbackMode::Stale {
+                                max_age: MS(60_000),
+                            },
+                        ),
+                )
+                .telemetry(telemetry.clone()),
+        );
+    let call = |path: &str| {
+        let mut request = Request::get(path).body(Body::empty()).unwrap();
+        request.extensions_mut().insert(nurse());
+        app.clone().oneshot(request)
+    };
+    for path in ["/health", "/clinics/c1/patients/p1", "/admin"] {
+        assert_eq!(call(path).await.unwrap().status(), StatusCode::OK, "{path}");
+    }
+    pdp.0.store(true, Ordering::SeqCst);
+    assert_eq!(call("/health").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        call("/clinics/c1/patients/p1").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call("/clinics/c1/patients/p2").await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no decision to reuse for p2"
+    );
+    assert_eq!(
+        call("/admin").await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    telemetry.flush().await;
+    let fallbacks: Vec<Option<String>> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .skip(3)
+        .map(|e| e.fallback.clone())
+        .collect();
+    assert_eq!(
+        fallbacks,
+        [Some("fail_open".into()), Some("stale".into()), None, None],
+        "every fallback use is in the events"
+    );
 }

@@ -73,6 +73,6 @@ pub use request::{AccessRequest, Action, Properties, Resource, Subject};
 pub use resilience::{
     BreakerConfig, BreakerState, CacheConfig, CacheStats, Canary, CircuitBreaker, DecisionCache,
     Fallback, FallbackMode, FallbackUse, MIN_REVISION_CONTEXT, MIN_REVISION_HEADER, Observed,
-    PdpExt, RevisionHistory, Shadow, ShadowStats, Timeout, min_revision,
+    PdpExt, RevisionHistory, RouteFallback, Shadow, ShadowStats, Timeout, min_revision,
 };
 pub use trace::TraceContext;

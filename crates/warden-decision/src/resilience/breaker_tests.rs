@@ -102,3 +102,49 @@ async fn after_closing_traffic_ramps_up_instead_of_arriving_all_at_once() {
         assert!(pdp.decide(&request("a")).await.is_ok());
     }
 }
+
+#[tokio::test]
+async fn each_route_falls_back_its_own_way() {
+    use super::tests::Switch;
+    use crate::{Action, Resource, Subject};
+    let on = |route: &str| {
+        AccessRequest::new(
+            Subject::user("a"),
+            Action::new("GET"),
+            Resource::new("route", route),
+        )
+    };
+    let inner = Switch::new();
+    let pdp = RouteFallback::new(FallbackMode::Deny)
+        .route("/health", FallbackMode::allow())
+        .route(
+            "/patients/{id}",
+            FallbackMode::Stale {
+                max_age: Duration::from_secs(60),
+            },
+        )
+        .wrap(inner.clone());
+    for route in ["/health", "/patients/{id}", "/admin"] {
+        assert!(pdp.decide(&on(route)).await.unwrap().allowed);
+    }
+    inner.down.store(true, Ordering::SeqCst);
+    let health = pdp.decide(&on("/health")).await.unwrap();
+    assert_eq!(health.fallback, Some(FallbackUse::FailOpen));
+    let patient = pdp.decide(&on("/patients/{id}")).await.unwrap();
+    assert_eq!(patient.fallback, Some(FallbackUse::Stale));
+    assert!(
+        pdp.decide(&on("/admin"))
+            .await
+            .unwrap_err()
+            .is_unavailable(),
+        "deny: the error goes on"
+    );
+    // A resource that is not a route never takes a route's mode.
+    let table = AccessRequest::new(
+        Subject::user("a"),
+        Action::new("GET"),
+        Resource::new("table", "/health"),
+    );
+    assert!(pdp.decide(&table).await.is_err());
+    assert_eq!(pdp.used(), 2);
+}

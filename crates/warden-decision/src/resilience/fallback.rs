@@ -58,6 +58,12 @@ pub enum FallbackMode {
 }
 
 impl FallbackMode {
+    /// Fail open for every request this mode is used for (say, one route's, with
+    /// [`RouteFallback`]).
+    pub fn allow() -> Self {
+        Self::allow_if(|_| true)
+    }
+
     /// Fail open for the requests `predicate` selects.
     pub fn allow_if(predicate: impl Fn(&AccessRequest) -> bool + Send + Sync + 'static) -> Self {
         Self::Allow(Arc::new(predicate))
@@ -74,10 +80,52 @@ impl fmt::Debug for FallbackMode {
     }
 }
 
+/// A fallback mode per route: the mode of the route template an HTTP PEP matched (the access
+/// request's `resource.id` when its type is `route`), else the default. One layer serves a
+/// router whose routes need different modes.
+///
+/// ```
+/// use std::time::Duration;
+/// use warden_decision::{FallbackMode, RouteFallback};
+///
+/// let fallback = RouteFallback::new(FallbackMode::Deny)
+///     .route("/health", FallbackMode::allow())
+///     .route("/patients/{id}", FallbackMode::Stale { max_age: Duration::from_secs(60) });
+/// # let _ = fallback;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RouteFallback {
+    default: FallbackMode,
+    routes: Vec<(String, FallbackMode)>,
+}
+
+impl RouteFallback {
+    /// `default` for every route not named.
+    pub fn new(default: FallbackMode) -> Self {
+        Self {
+            default,
+            routes: Vec::new(),
+        }
+    }
+
+    /// `mode` for the route `template` (as the router writes it: `/patients/{id}`).
+    #[must_use]
+    pub fn route(mut self, template: impl Into<String>, mode: FallbackMode) -> Self {
+        self.routes.push((template.into(), mode));
+        self
+    }
+
+    /// Wraps `inner` in a [`Fallback`] with these modes.
+    pub fn wrap<P: Pdp>(self, inner: P) -> Fallback<P> {
+        Fallback::with_routes(inner, self)
+    }
+}
+
 /// A PDP that falls back to a [`FallbackMode`] when the inner one is unavailable.
 pub struct Fallback<P> {
     inner: P,
     mode: FallbackMode,
+    routes: Vec<(String, FallbackMode)>,
     last: Option<moka::sync::Cache<String, Arc<Decision>>>,
     history: Mutex<RevisionHistory>,
     used: AtomicU64,
@@ -87,6 +135,7 @@ impl<P> fmt::Debug for Fallback<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
             .field("mode", &self.mode)
+            .field("routes", &self.routes)
             .field("used", &self.used())
             .finish()
     }
@@ -105,18 +154,28 @@ impl<P> Fallback<P> {
 impl<P: Pdp> Fallback<P> {
     /// Wraps `inner`.
     pub fn new(inner: P, mode: FallbackMode) -> Self {
-        let last = match &mode {
-            FallbackMode::Stale { max_age } => Some(
-                moka::sync::Cache::builder()
-                    .max_capacity(STALE_ENTRIES)
-                    .time_to_live(*max_age)
-                    .build(),
-            ),
-            _ => None,
-        };
+        Self::with_routes(inner, RouteFallback::new(mode))
+    }
+
+    /// Wraps `inner` with a mode per route.
+    pub fn with_routes(inner: P, routes: RouteFallback) -> Self {
+        let longest = std::iter::once(&routes.default)
+            .chain(routes.routes.iter().map(|(_, m)| m))
+            .filter_map(|m| match m {
+                FallbackMode::Stale { max_age } => Some(*max_age),
+                _ => None,
+            })
+            .max();
+        let last = longest.map(|max_age| {
+            moka::sync::Cache::builder()
+                .max_capacity(STALE_ENTRIES)
+                .time_to_live(max_age)
+                .build()
+        });
         Self {
             inner,
-            mode,
+            mode: routes.default,
+            routes: routes.routes,
             last,
             history: Mutex::new(RevisionHistory::default()),
             used: AtomicU64::new(0),
@@ -154,7 +213,15 @@ impl<P: Pdp> Fallback<P> {
             Err(error) if error.is_unavailable() => error,
             Err(error) => return Err(error),
         };
-        match &self.mode {
+        let mode = if request.resource.kind == "route" {
+            self.routes
+                .iter()
+                .find(|(route, _)| *route == request.resource.id)
+                .map_or(&self.mode, |(_, mode)| mode)
+        } else {
+            &self.mode
+        };
+        match mode {
             FallbackMode::Deny => Err(error),
             FallbackMode::Stale { max_age } => {
                 let Some(stale) = self

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use cache::{CacheConfig, CacheStats, DecisionCache};
-pub use fallback::{Fallback, FallbackMode, FallbackUse};
+pub use fallback::{Fallback, FallbackMode, FallbackUse, RouteFallback};
 pub use revision::{
     MIN_REVISION_CONTEXT, MIN_REVISION_HEADER, Observed, RevisionHistory, min_revision,
 };

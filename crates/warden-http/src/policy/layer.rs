@@ -93,6 +93,17 @@ impl PolicyLayer {
         Arc::make_mut(&mut self.config)
     }
 
+    /// What each route answers when the PDP is unavailable: deny, the last decision within a
+    /// bound (`stale`), or an opt-in, counted permit (`allow`), chosen per route template by a
+    /// [`RouteFallback`](warden_decision::RouteFallback), so one layer serves a router whose
+    /// routes need different modes. It wraps the layer's PDP in a
+    /// [`Fallback`](warden_decision::Fallback); fallback decisions say so in their events.
+    pub fn fallback(mut self, routes: warden_decision::RouteFallback) -> Self {
+        let config = self.config();
+        config.pdp = Arc::new(routes.wrap(config.pdp.clone()));
+        self
+    }
+
     /// Verifies bearer JWTs with `verifier` when no [`Subject`](warden_decision::Subject) extension
     /// is present; the subject is `{type: "user", id: <sub>, properties: <claims>}`.
     pub fn jwt(mut self, verifier: JwtVerifier) -> Self {
