@@ -424,10 +424,17 @@ impl NatsSource {
             .await
             .map_err(|e| failed("cannot fetch the bundle")(&e))?;
         let mut bytes = Vec::with_capacity(info.size);
-        object
+        (&mut object)
+            .take(MAX_ARCHIVE_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .await
             .map_err(|e| failed("cannot fetch the bundle")(&e))?;
+        if bytes.len() > MAX_ARCHIVE_BYTES {
+            return Err(SourceError(format!(
+                "channel `{}` holds a bundle over {MAX_ARCHIVE_BYTES} bytes",
+                self.channel_name
+            )));
+        }
         self.last = Some(object.info().nuid.clone());
         Ok(Some(bytes))
     }
