@@ -136,16 +136,21 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
     }
     args.policy.clone_from(&settings.policy);
     args.decision_log.clone_from(&settings.decision_log);
+    // A decision log, or context providers the package declares, wrap the package's PDP.
+    let declares_context = args.policy.as_deref().is_some_and(declares_context);
     let logged = match (&args.decision_log, &args.policy) {
-        (Some(file), Some(dir)) => match logged_pdp(file, dir, settings.watch).await {
-            Ok(logged) => Some(logged),
-            Err(message) => {
-                eprintln!("warden serve: {message}");
-                return Exit::Config.into();
+        (file, Some(dir)) if file.is_some() || declares_context => {
+            match wrapped_pdp(file.as_deref(), dir, settings.watch).await {
+                Ok(logged) => Some(logged),
+                Err(message) => {
+                    eprintln!("warden serve: {message}");
+                    return Exit::Config.into();
+                }
             }
-        },
+        }
         _ => None,
     };
+    let wrapped = logged.is_some();
     let builder = match (&args.fleet.bundle, &args.policy, logged) {
         (Some(_), _, _) => Server::builder().external(),
         (None, _, Some((pdp, opa_path))) => {
@@ -200,7 +205,7 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
     // Load before listening, so that a mistake in the policies is reported at once and the
     // server never answers from nothing. The serving loop does not load them again.
     if bundle_source.is_none()
-        && args.decision_log.is_none()
+        && !wrapped
         && let Err(error) = server.load()
     {
         eprintln!("warden serve: {error}");
@@ -248,32 +253,52 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
     }
 }
 
-/// The policy directory's PDP, each decision logged as `file` says, reloaded when the
-/// directory changes; and the OPA Data API path of its entrypoint.
-async fn logged_pdp(
-    file: &std::path::Path,
+/// Whether the package in `dir` declares context attributes (`[[context]]`).
+fn declares_context(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("warden.toml"))
+        .ok()
+        .and_then(|text| warden_context::ContextConfig::from_manifest(&text).ok())
+        .is_some_and(|config| !config.context.is_empty())
+}
+
+/// The policy directory's PDP with the context attributes its manifest declares, each decision
+/// logged as `file` says (if given), reloaded when the directory changes; and the OPA Data API
+/// path of its entrypoint.
+async fn wrapped_pdp(
+    file: Option<&std::path::Path>,
     dir: &std::path::Path,
     watch: Duration,
 ) -> Result<(std::sync::Arc<dyn warden_decision::Pdp>, Option<String>), String> {
     use warden_decision_log::{LogConfig, LoggedPdp};
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let config = LogConfig::from_toml(&text).map_err(|e| format!("{}: {e}", file.display()))?;
     let policies = warden_server::PolicyDir::open(dir).map_err(|e| e.to_string())?;
-    let mut builder = config
-        .builder()
-        .await
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    if let Ok(manifest) = std::fs::read_to_string(dir.join("warden.toml"))
-        && let Ok(manifest) = toml::from_str::<warden_decision::PackageManifest>(&manifest)
-    {
-        builder = builder.package(&manifest);
+    let manifest_path = dir.join("warden.toml");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap_or_default();
+    let mut pdp = policies.pdp();
+    let attributes = warden_context::ContextConfig::from_manifest(&manifest)
+        .and_then(|config| config.attributes())
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    if !attributes.is_empty() {
+        pdp = std::sync::Arc::new(warden_context::ContextPdp::new(pdp).attributes(attributes));
     }
-    let log = builder
-        .build()
-        .map_err(|e| format!("{}: {e}", file.display()))?;
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let config = LogConfig::from_toml(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut builder = config
+            .builder()
+            .await
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if let Ok(manifest) = toml::from_str::<warden_decision::PackageManifest>(&manifest) {
+            builder = builder.package(&manifest);
+        }
+        let log = builder
+            .build()
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        pdp = std::sync::Arc::new(
+            LoggedPdp::new(pdp, log)
+                .synchronous_when(move |request| config.is_synchronous(&request.resource.id)),
+        );
+    }
     let opa_path = policies.opa_path();
-    let pdp = LoggedPdp::new(policies.pdp(), log)
-        .synchronous_when(move |request| config.is_synchronous(&request.resource.id));
     if !watch.is_zero() {
         let policies = std::sync::Arc::new(policies);
         tokio::spawn(async move {
@@ -295,7 +320,7 @@ async fn logged_pdp(
             }
         });
     }
-    Ok((std::sync::Arc::new(pdp), opa_path))
+    Ok((pdp, opa_path))
 }
 
 /// Names, sizes and modification times of the files under `dir`.

@@ -178,3 +178,91 @@ fn a_synchronously_logged_route_fails_closed_when_the_sink_is_down() {
     assert!(body.contains("\"decision\":true"), "{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends one Redis command (inline form) and returns the reply line.
+fn redis(command: &str) -> String {
+    let mut stream = TcpStream::connect("127.0.0.1:6379").unwrap();
+    write!(stream, "{command}\r\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn the_package_context_comes_from_redis_and_three_recent_denials_demand_step_up() {
+    // The clinic-session manifest names the Redis server of this machine.
+    match std::env::var("WARDEN_TEST_REDIS_URL").as_deref() {
+        Ok("redis://127.0.0.1:6379") => {}
+        _ if std::env::var("WARDEN_TEST_REQUIRE_DATABASES").as_deref() == Ok("1") => {
+            panic!("WARDEN_TEST_REDIS_URL is not redis://127.0.0.1:6379")
+        }
+        _ => {
+            eprintln!(
+                "note: skipping the context test of warden serve: set WARDEN_TEST_REDIS_URL=redis://127.0.0.1:6379"
+            );
+            return;
+        }
+    }
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .current_dir(root())
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--policy",
+                "policies/clinic-session",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.split("http://").nth(1).unwrap().trim().to_owned();
+    let subject = format!(
+        "nurse-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let ask = |context: &str| {
+        let body = format!(
+            r#"{{"subject": {{"type": "user", "id": "{subject}"}}, "action": {{"name": "GET"}}, "resource": {{"type": "route", "id": "/clinics/{{clinic_id}}/patients"}}, "context": {context}}}"#
+        );
+        let (status, body) = post(&addr, "/access/v1/evaluation", &body);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let steps_up = |answer: &serde_json::Value| {
+        answer["context"]["obligations"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["type"] == "step-up"))
+    };
+    let first = ask("{}");
+    assert_eq!(first["decision"], true, "{first}");
+    assert!(!steps_up(&first), "{first}");
+
+    let key = format!("warden:clinic:history:deny:{subject}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for i in 0..3 {
+        assert!(redis(&format!("ZADD {key} {now} d{i}")).starts_with(':'));
+    }
+    // What the caller claims about its history is replaced by what Redis holds.
+    let third = ask(r#"{"recent_denials": 0}"#);
+    assert_eq!(third["decision"], true, "{third}");
+    assert!(steps_up(&third), "step-up after 3 denials: {third}");
+    for i in 3..5 {
+        redis(&format!("ZADD {key} {now} d{i}"));
+    }
+    let fifth = ask("{}");
+    assert_eq!(fifth["decision"], false, "refused after 5: {fifth}");
+    redis(&format!("DEL {key}"));
+}
