@@ -547,4 +547,17 @@ async fn each_route_chooses_its_fallback_in_one_policy_layer() {
         [Some("fail_open".into()), Some("stale".into()), None, None],
         "every fallback use is in the events"
     );
+    // The stale decision's event says how old it was; fresh ones say nothing.
+    let events = events.lock().unwrap();
+    let ages: Vec<Option<u64>> = events.iter().map(|e| e.decision_age_ms).collect();
+    assert!(ages[..4].iter().all(Option::is_none), "{ages:?}");
+    assert!(ages[5..].iter().all(Option::is_none), "{ages:?}");
+    let stale = events
+        .iter()
+        .find(|e| e.fallback.as_deref() == Some("stale"))
+        .unwrap();
+    assert!(
+        stale.decision_age_ms.is_some_and(|ms| ms < 5_000),
+        "{stale:?}"
+    );
 }

@@ -72,6 +72,11 @@ pub(crate) fn decided(
         event.policy = Some(d.policy.clone());
         event.fallback = d.fallback.map(|f| f.as_str().to_owned());
         event.cache_hit = d.cache_hit;
+        if d.cache_hit || d.fallback == Some(warden_decision::FallbackUse::Stale) {
+            event.decision_age_ms = d
+                .age(std::time::SystemTime::now())
+                .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+        }
         if !d.reasons.is_empty() {
             event.attributes.insert(
                 "reasons".into(),

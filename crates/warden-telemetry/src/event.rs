@@ -111,6 +111,10 @@ pub struct DecisionEvent {
     /// Whether a decision cache served the decision.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_hit: bool,
+    /// For a decision served from a cache or by the stale fallback: how old it was, in
+    /// milliseconds since its PDP made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_age_ms: Option<u64>,
     /// For refusals: `pdp_unavailable`, `policy_error`, `obligation_unsupported` or `violation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<String>,

@@ -318,6 +318,7 @@ impl DecisionEvent {
             latency_us: 0,
             fallback: None,
             cache_hit: false,
+            decision_age_ms: None,
             error_class: None,
             attributes: Map::new(),
         }
