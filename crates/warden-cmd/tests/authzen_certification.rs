@@ -310,3 +310,61 @@ fn every_certification_level_passes_on_rego_and_cedar() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The working group's interop decision files (Todo backend and API gateway), every request
+/// alone and all of each set in one batch, against `warden serve` on the Todo policy in Rego
+/// and in Cedar. The requests keep the members the interop files carry beyond AuthZEN's
+/// (`identity`, `userID`, `ownerID`), which a server must ignore.
+#[test]
+fn the_interop_decision_files_pass_on_rego_and_cedar() {
+    let interop: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/authzen/interop.json")).unwrap(),
+    )
+    .unwrap();
+    let sets = interop["sets"].as_array().unwrap();
+    assert_eq!(sets.len(), 2);
+    let mut failures = Vec::new();
+    let mut decided = 0;
+    for engine in ["rego", "cedar"] {
+        let server = Serving::start(&format!("tests/authzen/todo-{engine}"));
+        let json = [("Content-Type", "application/json")];
+        for set in sets {
+            let name = set["name"].as_str().unwrap();
+            let cases = set["cases"].as_array().unwrap();
+            for (index, case) in cases.iter().enumerate() {
+                let answer = exchange(
+                    &server.addr,
+                    "POST",
+                    "/access/v1/evaluation",
+                    &json,
+                    case["request"].to_string().as_bytes(),
+                );
+                decided += 1;
+                if answer.status != 200 || answer.body["decision"] != case["expected"] {
+                    failures.push(format!(
+                        "{engine} {name}[{index}] {}: expected {}, got {} {}",
+                        case["request"], case["expected"], answer.status, answer.body
+                    ));
+                }
+            }
+            let batch = json!({"evaluations": cases.iter().map(|c| c["request"].clone()).collect::<Vec<_>>()});
+            let answer = exchange(
+                &server.addr,
+                "POST",
+                "/access/v1/evaluations",
+                &json,
+                batch.to_string().as_bytes(),
+            );
+            let got: Vec<Value> = answer.body["evaluations"]
+                .as_array()
+                .map(|items| items.iter().map(|e| e["decision"].clone()).collect())
+                .unwrap_or_default();
+            let expected: Vec<Value> = cases.iter().map(|c| c["expected"].clone()).collect();
+            if got != expected {
+                failures.push(format!("{engine} {name} as one batch: {}", answer.body));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(decided, 2 * (40 + 25));
+}
