@@ -279,31 +279,52 @@ impl DecisionLog {
 
     /// Applies the rules to an event and makes its record (`None`: filtered out or dropped).
     pub fn record(&self, event: &DecisionEvent) -> Option<Record> {
-        let mut value = serde_json::to_value(event).ok()?;
+        let outcome = event.outcome.as_str();
         // The package's regulatory mappings, at the top of every event whichever sink it goes
         // to: those configured for the package, else those the decision named.
-        if let (Some(policy), Value::Object(map)) = (&event.policy, &mut value) {
+        let mappings = event.policy.as_ref().and_then(|policy| {
             let mappings = self
                 .inner
                 .regulations
                 .get(&policy.id)
                 .filter(|m| !m.is_empty())
                 .unwrap_or(&policy.regulations);
-            if !mappings.is_empty() {
+            (!mappings.is_empty()).then_some(mappings)
+        });
+        let rules = &self.inner.rules;
+        let body = if rules.needs_tree() {
+            let mut value = serde_json::to_value(event).ok()?;
+            if let (Some(mappings), Value::Object(map)) = (mappings, &mut value) {
                 map.insert("regulations".into(), mappings.clone().into());
             }
-        }
-        if !self.inner.rules.apply(&mut value) {
-            return None;
-        }
+            if !rules.apply(&mut value) {
+                return None;
+            }
+            value.to_string()
+        } else {
+            // No mask or drop rule: the event is written as it serializes, without a tree.
+            if !rules.keeps(outcome) {
+                return None;
+            }
+            let mut text = serde_json::to_string(event).ok()?;
+            if let Some(mappings) = mappings
+                && text.ends_with('}')
+            {
+                text.pop();
+                text.push_str(",\"regulations\":");
+                text.push_str(&serde_json::to_string(mappings).ok()?);
+                text.push('}');
+            }
+            text
+        };
         let id = event
             .decision_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         Some(Record {
             id,
-            outcome: event.outcome.as_str().to_owned(),
-            body: value.to_string(),
+            outcome: outcome.to_owned(),
+            body,
         })
     }
 
@@ -569,5 +590,49 @@ async fn ship_loop(inner: std::sync::Weak<Inner>, mut rx: Option<mpsc::Receiver<
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Mask;
+    use warden_telemetry::{Outcome, Pep};
+
+    #[derive(Debug)]
+    struct Nowhere;
+    impl Sink for Nowhere {
+        fn name(&self) -> &str {
+            "nowhere"
+        }
+        fn ship<'a>(&'a self, _: &'a [Record]) -> crate::sink::ShipFuture<'a> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_is_written_alike_with_and_without_a_json_tree() {
+        let mut event = DecisionEvent::new(Pep::Http, "GET", "route", "/p", Outcome::Deny);
+        event.policy = Some(warden_decision::PolicyRevision::new("clinic", "1"));
+        event.attributes.insert("role".into(), "nurse".into());
+        let plain = DecisionLog::builder(Nowhere)
+            .regulations("clinic", ["HIPAA 164.312(b)"])
+            .build()
+            .unwrap();
+        // A mask of a member the event does not have: the tree path, the same result.
+        let tree = DecisionLog::builder(Nowhere)
+            .regulations("clinic", ["HIPAA 164.312(b)"])
+            .rules(Rules::new().mask("/nothing", Mask::Remove))
+            .build()
+            .unwrap();
+        let a: Value = serde_json::from_str(&plain.record(&event).unwrap().body).unwrap();
+        let b: Value = serde_json::from_str(&tree.record(&event).unwrap().body).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a["regulations"], serde_json::json!(["HIPAA 164.312(b)"]));
+        let filtered = DecisionLog::builder(Nowhere)
+            .rules(Rules::new().outcomes([Outcome::Permit]))
+            .build()
+            .unwrap();
+        assert!(filtered.record(&event).is_none());
     }
 }

@@ -75,6 +75,18 @@ impl Rules {
         self
     }
 
+    /// Whether any drop rule or mask needs the event as a JSON tree.
+    pub(crate) fn needs_tree(&self) -> bool {
+        !self.drops.is_empty() || !self.masks.is_empty()
+    }
+
+    /// Whether the outcome filter keeps `outcome`.
+    pub(crate) fn keeps(&self, outcome: &str) -> bool {
+        self.outcomes
+            .as_ref()
+            .is_none_or(|kept| kept.iter().any(|o| o == outcome))
+    }
+
     /// Applies the rules to an event's JSON: `false` when the event is filtered out or dropped,
     /// else `true` with the masks applied.
     pub fn apply(&self, event: &mut Value) -> bool {
