@@ -57,6 +57,22 @@
 //! # });
 //! ```
 //!
+//! # A package
+//!
+//! [`CasbinPdpBuilder::directory`] reads a package folder: `model.conf`, `policy.csv` and an
+//! optional manifest `warden.toml` — the manifest every Warden package has (id, version, status,
+//! regulations, exceptions, enforced as for Rego and Cedar) with a `[casbin.request]` table
+//! mapping request tokens:
+//!
+//! ```toml
+//! id = "clinic-casbin"
+//! version = "1.0.0"
+//! status = "active"
+//!
+//! [casbin.request]
+//! dom = "resource.properties.params.clinic_id"
+//! ```
+//!
 //! [casbin]: https://casbin.org
 
 use std::fmt;
@@ -96,6 +112,14 @@ pub enum LoadError {
         token: String,
         /// The path.
         path: String,
+    },
+    /// The manifest is invalid.
+    #[error("manifest `{path}` is invalid: {message}")]
+    Manifest {
+        /// The manifest's path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// Casbin refused the model or the policy.
     #[error("casbin refused the model or policy: {0}")]
@@ -219,6 +243,8 @@ pub struct CasbinPdpBuilder {
     policy: Vec<Text>,
     mappings: Vec<(String, String)>,
     policy_id: Option<String>,
+    manifest: Option<PathBuf>,
+    status: Option<warden_decision::PackageStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -264,11 +290,23 @@ impl CasbinPdpBuilder {
         self
     }
 
-    /// `model.conf` and `policy.csv` of a folder.
-    pub fn directory(self, dir: impl AsRef<Path>) -> Self {
+    /// `model.conf`, `policy.csv` and, when there is one, the manifest `warden.toml` of a
+    /// package folder.
+    pub fn directory(mut self, dir: impl AsRef<Path>) -> Self {
         let dir = dir.as_ref();
+        let manifest = dir.join("warden.toml");
+        if manifest.is_file() {
+            self.manifest = Some(manifest);
+        }
         self.model_file(dir.join("model.conf"))
             .policy_file(dir.join("policy.csv"))
+    }
+
+    /// Decides with `status` instead of the manifest's (`warden test` and `warden replay`
+    /// evaluate a package as if it were active).
+    pub fn status(mut self, status: warden_decision::PackageStatus) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Reads request token `token` (as the model names it: `dom`, `sub`, …) from `path` of the
@@ -286,6 +324,24 @@ impl CasbinPdpBuilder {
 
     /// Loads the model and policy and checks every request token is mapped.
     pub async fn build(self) -> Result<CasbinPdp, LoadError> {
+        let (package, mut mappings) = match &self.manifest {
+            Some(path) => read_manifest(path)?,
+            None => (None, Vec::new()),
+        };
+        mappings.extend(self.mappings.iter().cloned());
+        let gate = match &package {
+            Some(package) => warden_decision::PackageGate::new(package).map_err(|message| {
+                LoadError::Manifest {
+                    path: self.manifest.clone().unwrap_or_default(),
+                    message,
+                }
+            })?,
+            None => warden_decision::PackageGate::default(),
+        };
+        let gate = match self.status {
+            Some(status) => gate.with_status(status),
+            None => gate,
+        };
         let model_text = self.model.as_ref().ok_or(LoadError::NoModel)?.read()?;
         let mut policy_text = String::new();
         for part in &self.policy {
@@ -294,8 +350,7 @@ impl CasbinPdpBuilder {
         }
         let mut sources = Vec::new();
         for token in request_tokens(&model_text).ok_or(LoadError::NoRequestDefinition)? {
-            let path = self
-                .mappings
+            let path = mappings
                 .iter()
                 .rev()
                 .find(|(t, _)| *t == token)
@@ -325,16 +380,74 @@ impl CasbinPdpBuilder {
         hash.update(policy_text.as_bytes());
         let digest = hash.finalize();
         let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        let revision = PolicyRevision::new(
-            self.policy_id.clone().unwrap_or_else(|| "casbin".into()),
-            format!("sha256.{hex}"),
-        );
+        let id = self
+            .policy_id
+            .clone()
+            .or_else(|| {
+                package
+                    .as_ref()
+                    .map(|p| p.id.clone())
+                    .filter(|id| !id.is_empty())
+            })
+            .unwrap_or_else(|| "casbin".into());
+        let revision = match package.as_ref().map(|p| p.version.as_str()) {
+            Some(version) if !version.is_empty() => format!("{version}+sha256.{hex}"),
+            _ => format!("sha256.{hex}"),
+        };
+        let revision = gate.stamp(PolicyRevision::new(id, revision));
         Ok(CasbinPdp {
             enforcer,
             sources,
             revision,
+            gate,
         })
     }
+}
+
+/// A manifest as every engine reads it, and its `[casbin.request]` mappings.
+type Manifest = (
+    Option<warden_decision::PackageManifest>,
+    Vec<(String, String)>,
+);
+
+/// The manifest as every engine reads it, and its `[casbin.request]` mappings.
+fn read_manifest(path: &Path) -> Result<Manifest, LoadError> {
+    let invalid = |message: String| LoadError::Manifest {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let package: warden_decision::PackageManifest =
+        toml::from_str(&text).map_err(|e| invalid(e.message().to_owned()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.message().to_owned()))?;
+    let mut mappings = Vec::new();
+    if let Some(casbin) = table.get("casbin") {
+        let casbin = casbin
+            .as_table()
+            .ok_or_else(|| invalid("`casbin` must be a table".into()))?;
+        for key in casbin.keys() {
+            if key != "request" {
+                return Err(invalid(format!(
+                    "unknown key `casbin.{key}` (expected `request`)"
+                )));
+            }
+        }
+        if let Some(request) = casbin.get("request") {
+            let request = request
+                .as_table()
+                .ok_or_else(|| invalid("`casbin.request` must be a table".into()))?;
+            for (token, path) in request {
+                let path = path.as_str().ok_or_else(|| {
+                    invalid(format!("`casbin.request.{token}` must be a path string"))
+                })?;
+                mappings.push((token.clone(), path.to_owned()));
+            }
+        }
+    }
+    Ok((Some(package), mappings))
 }
 
 /// The tokens of the `r = …` line under `[request_definition]`, without their `r.` prefix.
@@ -368,6 +481,7 @@ pub struct CasbinPdp {
     enforcer: Enforcer,
     sources: Vec<(String, Source)>,
     revision: PolicyRevision,
+    gate: warden_decision::PackageGate,
 }
 
 impl fmt::Debug for CasbinPdp {
@@ -418,7 +532,10 @@ impl CasbinPdp {
 
 impl Pdp for CasbinPdp {
     fn decide<'a>(&'a self, request: &'a AccessRequest) -> PdpFuture<'a> {
-        let decision = self.decide_now(request);
+        // The manifest's status and exceptions apply around the evaluation.
+        let decision = self
+            .gate
+            .decide(request, self.revision.clone(), || self.decide_now(request));
         Box::pin(std::future::ready(Ok(decision)))
     }
 

@@ -92,14 +92,14 @@ pub(crate) async fn check(package: &Found, now: SystemTime) -> Findings {
             .push(format!("{}: no manifest", manifest_path.display())),
         Err(e) => findings.load_errors.push(e),
     }
-    let loaded = match super::load(dir) {
+    let loaded = match super::load(dir).await {
         Ok(loaded) => loaded,
         Err(e) => {
             findings.load_errors.push(e);
             return findings;
         }
     };
-    if loaded.kind == warden_server::PolicyKind::Cedar && !has_schema(dir) {
+    if loaded.kind == super::Engine::Cedar && !has_schema(dir) {
         findings.warnings.push(format!(
             "{}: no Cedar schema (`*.cedarschema`): the policies are not validated",
             dir.display()
@@ -113,7 +113,7 @@ pub(crate) async fn check(package: &Found, now: SystemTime) -> Findings {
             // The obligations the Rego policy returns for its cases must parse (Cedar's were
             // parsed from their annotations at load). Evaluation errors a case provokes on
             // purpose (a claim of the wrong type) are the case's business, not the shape's.
-            let rego = loaded.kind == warden_server::PolicyKind::Rego;
+            let rego = loaded.kind == super::Engine::Rego;
             for case in cases.iter().filter(|_| rego) {
                 let Ok(decision) = loaded.pdp.decide(&case.request).await else {
                     continue;

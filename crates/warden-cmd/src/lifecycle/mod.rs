@@ -1,8 +1,8 @@
 //! The life of a policy package: `warden test`, `warden check`, `warden catalog`,
 //! `warden replay` and `warden rollback`.
 //!
-//! A package is a folder with a manifest (`warden.toml`), the policies of one engine (`.rego`
-//! or `.cedar`) and test cases (`cases.json`, `cases.yaml`, or files under `tests/`). A
+//! A package is a folder with a manifest (`warden.toml`), the policies of one engine (`.rego`,
+//! `.cedar`, or a casbin `model.conf` with its `policy.csv`) and test cases (`cases.json`, `cases.yaml`, or files under `tests/`). A
 //! directory given to these commands is either a package itself or a folder of packages
 //! (searched to any depth, in name order).
 
@@ -18,6 +18,7 @@ pub(crate) mod test;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use warden_casbin::CasbinPdp;
 use warden_cedar::CedarPdp;
 use warden_decision::{PackageManifest, PackageStatus, Pdp, PolicyRevision};
 use warden_rego::RegoPdp;
@@ -99,7 +100,11 @@ fn is_package(dir: &Path) -> Result<bool, String> {
         std::fs::read_dir(dir).map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == "warden.toml" || name.ends_with(".rego") || name.ends_with(".cedar") {
+        if name == "warden.toml"
+            || name == "model.conf"
+            || name.ends_with(".rego")
+            || name.ends_with(".cedar")
+        {
             return Ok(true);
         }
     }
@@ -130,10 +135,29 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         .map_or(1, |before| before.matches('\n').count() + 1)
 }
 
+/// The engine of a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    Rego,
+    Cedar,
+    /// A casbin model and policy (`model.conf`, `policy.csv`).
+    Casbin,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Rego => "rego",
+            Self::Cedar => "cedar",
+            Self::Casbin => "casbin",
+        })
+    }
+}
+
 /// A package loaded for testing or replay: decided as if active, whatever its manifest says.
 #[derive(Clone)]
 pub(crate) struct Loaded {
-    pub(crate) kind: PolicyKind,
+    pub(crate) kind: Engine,
     pub(crate) pdp: Arc<dyn Pdp>,
     pub(crate) cedar: Option<Arc<CedarPdp>>,
     pub(crate) revision: PolicyRevision,
@@ -149,9 +173,24 @@ impl std::fmt::Debug for Loaded {
 }
 
 /// Loads the package in `dir` with its engine, decided as `active`.
-pub(crate) fn load(dir: &Path) -> Result<Loaded, String> {
-    let kind = PolicyKind::detect(dir).map_err(|e| e.to_string())?;
+pub(crate) async fn load(dir: &Path) -> Result<Loaded, String> {
     let prefix = |e: &dyn std::fmt::Display| format!("policy directory `{}`: {e}", dir.display());
+    if dir.join("model.conf").is_file() {
+        let pdp = CasbinPdp::builder()
+            .directory(dir)
+            .status(PackageStatus::Active)
+            .build()
+            .await
+            .map_err(|e| prefix(&e))?;
+        let revision = pdp.revision().unwrap_or_default();
+        return Ok(Loaded {
+            kind: Engine::Casbin,
+            pdp: Arc::new(pdp),
+            cedar: None,
+            revision,
+        });
+    }
+    let kind = PolicyKind::detect(dir).map_err(|e| e.to_string())?;
     match kind {
         PolicyKind::Rego => {
             let pdp = RegoPdp::builder()
@@ -161,7 +200,7 @@ pub(crate) fn load(dir: &Path) -> Result<Loaded, String> {
                 .map_err(|e| prefix(&e))?;
             let revision = pdp.revision().unwrap_or_default();
             Ok(Loaded {
-                kind,
+                kind: Engine::Rego,
                 pdp: Arc::new(pdp),
                 cedar: None,
                 revision,
@@ -177,7 +216,7 @@ pub(crate) fn load(dir: &Path) -> Result<Loaded, String> {
             );
             let revision = pdp.revision().unwrap_or_default();
             Ok(Loaded {
-                kind,
+                kind: Engine::Cedar,
                 pdp: pdp.clone(),
                 cedar: Some(pdp),
                 revision,

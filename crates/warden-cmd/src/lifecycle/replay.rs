@@ -180,7 +180,9 @@ pub(crate) async fn run(args: ReplayArgs) -> ExitCode {
 type Key = (Change, String, String, String);
 
 async fn replay(args: &ReplayArgs) -> Result<(Report, std::time::Duration), (Exit, String)> {
-    let candidate = super::load(&args.policy).map_err(|e| (Exit::Config, e))?;
+    let candidate = super::load(&args.policy)
+        .await
+        .map_err(|e| (Exit::Config, e))?;
     let started = Instant::now();
     let mut report = Report {
         candidate: args.policy.display().to_string(),

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use warden_server::PolicyKind;
 
 use super::cases::{self, Case};
 use super::coverage::{self, Coverage};
-use super::{Found, Loaded};
+use super::{Engine, Found, Loaded};
 use crate::exit::Exit;
 
 /// How `warden test` reports.
@@ -93,7 +92,7 @@ pub(crate) async fn run_package(found: Found, with_coverage: bool) -> PackageRun
         error: None,
     };
     let dir = run.found.dir.clone();
-    let loaded = match super::load(&dir) {
+    let loaded = match super::load(&dir).await {
         Ok(loaded) => loaded,
         Err(e) => {
             run.error = Some(e);
@@ -121,15 +120,17 @@ pub(crate) async fn run_package(found: Found, with_coverage: bool) -> PackageRun
     }
     if with_coverage {
         let requests: Vec<_> = cases.iter().map(|c| c.request.clone()).collect();
-        run.coverage = match (&loaded.kind, &loaded.cedar) {
-            (PolicyKind::Cedar, Some(cedar)) => Some(coverage::cedar(cedar)),
-            _ => match coverage::rego(&dir, &requests) {
+        // Casbin says which rules matched only in its explain mode: no coverage for it.
+        run.coverage = match (loaded.kind, &loaded.cedar) {
+            (Engine::Cedar, Some(cedar)) => Some(coverage::cedar(cedar)),
+            (Engine::Rego, _) => match coverage::rego(&dir, &requests) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     run.error = Some(e);
                     None
                 }
             },
+            _ => None,
         };
     }
     run.loaded = Some(loaded);
