@@ -237,6 +237,32 @@ fn only_the_packages_of_the_instance_region_are_activated() {
     assert_eq!(activated(Some("us-east")), ["global"]);
     assert_eq!(activated(None), ["global"]);
 
+    // Environments scope the same way.
+    let staging_dir = root.join("staging");
+    let staging = package(&staging_dir, "canary", false, &[]);
+    let manifest = std::fs::read_to_string(staging.join("warden.toml")).unwrap();
+    std::fs::write(
+        staging.join("warden.toml"),
+        format!("{manifest}environments = [\"staging\"]\n"),
+    )
+    .unwrap();
+    let mixed = bundle(
+        3,
+        &[package(&staging_dir, "base", true, &[]), staging],
+        &key,
+    );
+    for (environment, want) in [
+        ("staging", vec!["base", "canary"]),
+        ("production", vec!["base"]),
+    ] {
+        let (log, activate) = recorder();
+        let mut cfg = config("e", &key, &root.join(format!("state-{environment}")));
+        cfg.scope = Scope::new(Some("us-east"), Some(environment));
+        let mut agent = Agent::new(Box::new(FileSource::new(root.join("none"))), cfg, activate);
+        agent.offer(&mixed).unwrap();
+        assert_eq!(log.lock().unwrap()[0].1, want, "{environment}");
+    }
+
     // A bundle with nothing for this region is refused, not activated empty.
     let only_eu = bundle(
         2,

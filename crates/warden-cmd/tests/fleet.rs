@@ -488,6 +488,11 @@ fn a_fleet_of_five_propagates_converges_after_a_partition_and_cold_starts() {
     assert!(restarted.decide());
     instances.insert(1, restarted);
 
+    // The channel's view meanwhile: everyone behind the head.
+    let output = run(&["status", "--nats", &fleet.nats_url]);
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(table.matches("behind 25").count(), 5, "{table}");
+
     partition.heal();
     let healed = Instant::now();
     let converged = wait_all(&instances, 25, RECONCILE * 2 + Duration::from_secs(5));

@@ -78,10 +78,10 @@ async fn status(args: &StatusArgs) -> Result<(), (Exit, String)> {
         let head = channel_of(status).and_then(|key| heads.get(&key).cloned().flatten());
         let state = match (&status.revision, &head) {
             (None, _) => "not ready".to_owned(),
-            (Some(_), _) if status.last_error.is_some() => "error".to_owned(),
             (Some(mine), Some(head)) if *mine < head.revision => {
                 format!("behind {}", head.revision)
             }
+            (Some(_), _) if status.last_error.is_some() => "error".to_owned(),
             (Some(_), _) if status.from_persisted => "persisted".to_owned(),
             (Some(_), _) => "current".to_owned(),
         };
