@@ -26,12 +26,25 @@ use sqlparser::parser::Parser;
 use warden_decision::{AccessRequest, Decision, Obligation, Pdp, PdpFuture, Subject};
 use warden_sql::{Catalog, Dialect, SqlPolicy, SqlRequest};
 
-/// A PDP that answers every request with the same prebuilt decision.
+/// A PDP that answers every request with a prebuilt decision: the obligations for the
+/// request's table (an obligation for a table the statement does not access is a policy that
+/// does not fit, and refused).
 struct Prebuilt(Decision);
 
 impl Pdp for Prebuilt {
-    fn decide<'a>(&'a self, _request: &'a AccessRequest) -> PdpFuture<'a> {
-        Box::pin(std::future::ready(Ok(self.0.clone())))
+    fn decide<'a>(&'a self, request: &'a AccessRequest) -> PdpFuture<'a> {
+        let table = request
+            .resource
+            .properties
+            .get("table")
+            .and_then(|t| t.as_str());
+        let mut decision = self.0.clone();
+        decision.obligations.retain(|o| match o {
+            Obligation::FilterRows(f) => Some(f.table.as_str()) == table,
+            Obligation::MaskColumns(m) => Some(m.table.as_str()) == table,
+            _ => true,
+        });
+        Box::pin(std::future::ready(Ok(decision)))
     }
 }
 

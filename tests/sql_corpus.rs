@@ -956,7 +956,13 @@ async fn denied_statements_never_reach_the_database() {
             Ok::<_, Infallible>(SqlResponse::default())
         }
     });
-    let policy = SqlPolicy::builder(Dialect::Postgres).build().unwrap();
+    let policy = SqlPolicy::builder(Dialect::Postgres)
+        .catalog(warden_sql::Catalog::new().with_table(
+            "public.visits",
+            ["id", "patient_id", "clinic_id", "reason", "visited_on"],
+        ))
+        .build()
+        .unwrap();
     let mut service = SqlPolicyLayer::new(clinic_data_pdp(), policy).layer(db);
     for sql in [
         "DROP TABLE patients",

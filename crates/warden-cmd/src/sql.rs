@@ -250,11 +250,7 @@ fn exit_of(error: &SqlError) -> Exit {
         SqlError::Pdp(e) => Exit::of_pdp_error(e),
         SqlError::Denied(reason) => match reason {
             DenyReason::Parameter(_) => Exit::Usage,
-            DenyReason::UnknownColumns(_)
-            | DenyReason::UnknownColumn { .. }
-            | DenyReason::MaskUnsupported { .. }
-            | DenyReason::ObligationUnsupported(_)
-            | DenyReason::FilterValue(_) => Exit::Config,
+            reason if reason.is_configuration() => Exit::Config,
             _ => Exit::Deny,
         },
         _ => Exit::Deny,

@@ -20,7 +20,9 @@ fn schema_file() -> PathBuf {
         &path,
         r#"{"default_schema": "clinic", "tables": {
             "clinic.patients": ["id", "clinic_id", "name", "ssn", "birth_date", "notes"],
-            "clinic.visits": ["id", "patient_id", "clinic_id", "reason"]}}"#,
+            "clinic.visits": ["id", "patient_id", "clinic_id", "reason"],
+            "main.patients": ["id", "clinic_id", "name", "ssn", "birth_date", "notes"],
+            "main.visits": ["id", "patient_id", "clinic_id", "reason"]}}"#,
     )
     .unwrap();
     path

@@ -109,6 +109,9 @@ pub enum DenyReason {
     Parameter(String),
     /// The statement is longer, or has more operators, than a statement may have.
     TooComplex(String),
+    /// An obligation names a relation the statement does not access: the policy does not fit
+    /// the database (a misconfiguration, refused rather than ignored).
+    PolicyMismatch(String),
 }
 
 impl DenyReason {
@@ -133,7 +136,22 @@ impl DenyReason {
             Self::CannotProve { .. } => "cannot_prove",
             Self::Parameter(_) => "parameter",
             Self::TooComplex(_) => "too_complex",
+            Self::PolicyMismatch(_) => "policy_mismatch",
         }
+    }
+
+    /// Whether the refusal means the policy or the catalog does not fit the database (a
+    /// configuration error for an operator to fix) rather than a deny of this caller.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownColumns(_)
+                | Self::UnknownColumn { .. }
+                | Self::MaskUnsupported { .. }
+                | Self::ObligationUnsupported(_)
+                | Self::FilterValue(_)
+                | Self::PolicyMismatch(_)
+        )
     }
 }
 
@@ -188,6 +206,11 @@ impl fmt::Display for DenyReason {
             ),
             Self::Parameter(what) => write!(f, "bind parameter problem: {what}"),
             Self::TooComplex(what) => write!(f, "the statement is too large to analyse: {what}"),
+            Self::PolicyMismatch(table) => write!(
+                f,
+                "an obligation names `{table}`, which the statement does not access (the \
+                 policy does not fit the database)"
+            ),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use serde_json::Value as Json;
-use sqlparser::ast::{BinaryOperator, Expr, InTarget, UnaryOperator, Value};
+use sqlparser::ast::{BinaryOperator, CastKind, DataType, Expr, InTarget, UnaryOperator, Value};
 use sqlparser::parser::Parser;
 use warden_decision::{Literal, Operand, Predicate, Subject};
 
@@ -362,6 +362,14 @@ pub(crate) fn eval(
             _ => Truth::Unknown,
         }
     };
+    // The order of two texts is the collation's: never approximated here (the check cannot
+    // prove such a row, which is then refused).
+    let order = |a: &Operand, b: &Operand, test: fn(Ordering) -> bool| -> Truth {
+        match (value(a), value(b)) {
+            (Some(Literal::String(_)), _) | (_, Some(Literal::String(_))) => Truth::Unknown,
+            _ => compare(a, b, test),
+        }
+    };
     match predicate {
         Predicate::And(parts) => {
             let results: Vec<Truth> = parts.iter().map(|p| eval(p, row, rules)).collect();
@@ -392,10 +400,10 @@ pub(crate) fn eval(
         Predicate::Const(false) => Truth::False,
         Predicate::Eq(a, b) => compare(a, b, |o| o == Ordering::Equal),
         Predicate::Ne(a, b) => compare(a, b, |o| o != Ordering::Equal),
-        Predicate::Lt(a, b) => compare(a, b, |o| o == Ordering::Less),
-        Predicate::Le(a, b) => compare(a, b, |o| o != Ordering::Greater),
-        Predicate::Gt(a, b) => compare(a, b, |o| o == Ordering::Greater),
-        Predicate::Ge(a, b) => compare(a, b, |o| o != Ordering::Less),
+        Predicate::Lt(a, b) => order(a, b, |o| o == Ordering::Less),
+        Predicate::Le(a, b) => order(a, b, |o| o != Ordering::Greater),
+        Predicate::Gt(a, b) => order(a, b, |o| o == Ordering::Greater),
+        Predicate::Ge(a, b) => order(a, b, |o| o != Ordering::Less),
         Predicate::IsNull(a) => match value(a) {
             Some(Literal::Null) => Truth::True,
             Some(_) => Truth::False,
@@ -521,7 +529,27 @@ pub(crate) fn known(
 ) -> Option<Known> {
     match expr {
         Expr::Nested(inner) => known(inner, rules, param),
-        Expr::Cast { expr, .. } => known(expr, rules, param),
+        // A cast may change what is stored (`CAST('c1' AS varchar(1))` stores `'c'`): only
+        // casts that keep a text a text, or an integer an integer, are seen through.
+        Expr::Cast {
+            expr,
+            data_type,
+            format: None,
+            kind: CastKind::Cast | CastKind::DoubleColon,
+        } => {
+            let inner = known(expr, rules, param)?;
+            let keeps = matches!(
+                (&inner, data_type),
+                (
+                    Known::Literal(Literal::String(_)) | Known::Param(_),
+                    DataType::Text | DataType::Varchar(None) | DataType::CharacterVarying(None),
+                ) | (
+                    Known::Literal(Literal::Int(_)),
+                    DataType::Int(None) | DataType::Integer(None) | DataType::BigInt(None),
+                )
+            );
+            keeps.then_some(inner)
+        }
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,

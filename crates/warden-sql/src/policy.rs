@@ -751,6 +751,19 @@ impl SqlPolicy {
                 other => return Err(DenyReason::ObligationUnsupported(other.type_name().into())),
             }
         }
+        // Every row filter and mask must apply to a relation of the statement; one that names
+        // no such relation is a policy that does not fit the database.
+        for o in obligations {
+            let table = match o {
+                Obligation::FilterRows(f) => &f.table,
+                Obligation::MaskColumns(m) => &m.table,
+                _ => continue,
+            };
+            if !analysis.accesses.iter().any(|a| names(table, a)) {
+                return Err(DenyReason::PolicyMismatch(table.clone()));
+            }
+        }
+        let catalog = self.inner.catalog.load();
         let mut plan = Plan::default();
         let mut key = String::new();
         let mut ids: Vec<&TableAccess> = analysis.accesses.iter().collect();
@@ -783,6 +796,24 @@ impl SqlPolicy {
             };
             if filter.is_none() && masks.is_empty() {
                 continue;
+            }
+            // A guarded relation needs its columns, and every column the obligations name must
+            // be one of them: otherwise the policy does not fit the database.
+            let Some(columns) = catalog.columns(&access.id) else {
+                return Err(DenyReason::UnknownColumns(access.id.clone()));
+            };
+            let named = filter
+                .iter()
+                .flat_map(|f| f.columns())
+                .map(str::to_owned)
+                .chain(masks.keys().cloned());
+            for column in named {
+                if !columns.iter().any(|c| c.eq_ignore_ascii_case(&column)) {
+                    return Err(DenyReason::UnknownColumn {
+                        table: access.id.clone(),
+                        column,
+                    });
+                }
             }
             let read = analysis.reads.get(&access.id).cloned().flatten();
             if !keyed {

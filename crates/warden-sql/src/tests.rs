@@ -35,8 +35,10 @@ fn policy(dialect: Dialect) -> SqlPolicy {
         .unwrap()
 }
 
-fn filtered() -> StaticPdp {
-    StaticPdp::new(
+/// A nurse's policy as a real PDP answers it: the patients' row filter and mask on decisions
+/// about `patients`, a plain permit on anything else.
+fn filtered() -> Filtered {
+    Filtered(
         Decision::permit()
             .with_obligation(
                 Obligation::from_json(json!({"type": "filter_rows", "table": "patients",
@@ -51,6 +53,22 @@ fn filtered() -> StaticPdp {
     )
 }
 
+struct Filtered(Decision);
+
+impl warden_decision::Pdp for Filtered {
+    fn decide<'a>(
+        &'a self,
+        request: &'a warden_decision::AccessRequest,
+    ) -> warden_decision::PdpFuture<'a> {
+        let decision = if request.resource.id.ends_with(".patients") {
+            self.0.clone()
+        } else {
+            Decision::permit()
+        };
+        Box::pin(std::future::ready(Ok(decision)))
+    }
+}
+
 async fn enforce(policy: &SqlPolicy, sql: &str) -> Result<String, SqlError> {
     policy
         .enforce(&filtered(), &SqlRequest::new(sql, nurse()))
@@ -63,6 +81,93 @@ async fn code(policy: &SqlPolicy, sql: &str) -> &'static str {
         Ok(s) => panic!("`{sql}` was allowed: {s}"),
         Err(e) => e.code(),
     }
+}
+
+#[tokio::test]
+async fn obligations_that_do_not_fit_the_database_are_configuration_errors() {
+    let p = policy(Dialect::Postgres);
+    // A filter for `patients` on a statement that reads `visits` only.
+    let everywhere = StaticPdp::new(
+        Decision::permit().with_obligation(
+            Obligation::from_json(json!({"type": "filter_rows", "table": "patients",
+                "where": {"eq": [{"column": "clinic_id"}, {"subject": "clinic"}]}}))
+            .unwrap(),
+        ),
+    );
+    let err = p
+        .enforce(
+            &everywhere,
+            &SqlRequest::new("SELECT id FROM visits", nurse()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "policy_mismatch");
+    assert!(err.reason().unwrap().is_configuration());
+    // A filter or a mask on a column the table does not have.
+    for obligation in [
+        json!({"type": "filter_rows", "table": "patients",
+            "where": {"eq": [{"column": "tenant"}, {"subject": "clinic"}]}}),
+        json!({"type": "mask_columns", "table": "patients", "columns": {"secret": "null"}}),
+    ] {
+        let pdp = StaticPdp::new(
+            Decision::permit().with_obligation(Obligation::from_json(obligation).unwrap()),
+        );
+        let err = p
+            .enforce(&pdp, &SqlRequest::new("DELETE FROM patients", nurse()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "unknown_column");
+    }
+    // A guarded table the catalog does not know.
+    let bare = SqlPolicy::builder(Dialect::Postgres).build().unwrap();
+    let err = bare
+        .enforce(
+            &filtered(),
+            &SqlRequest::new("DELETE FROM patients", nurse()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unknown_columns");
+    assert!(err.reason().unwrap().is_configuration());
+}
+
+#[tokio::test]
+async fn written_values_are_checked_as_stored() {
+    let p = policy(Dialect::Postgres);
+    for sql in [
+        // `CAST('c1x' AS varchar(2))` stores `c1`; `CAST('c1' AS varchar(1))` stores `c`.
+        "INSERT INTO patients (id, clinic_id) VALUES (9, CAST('c1' AS varchar(1)))",
+        "UPDATE patients SET clinic_id = CAST('c1' AS char(1)) WHERE id = 1",
+        "UPDATE patients SET clinic_id = 'c1'::varchar(1) WHERE id = 1",
+    ] {
+        assert_eq!(code(&p, sql).await, "cannot_prove", "{sql}");
+    }
+    // A cast that keeps the text is seen through.
+    enforce(
+        &p,
+        "INSERT INTO patients (id, clinic_id) VALUES (9, CAST('c1' AS text))",
+    )
+    .await
+    .unwrap();
+    // Text order is the collation's: a filter with `lt`/`gt` on text cannot check a row.
+    let ordered = StaticPdp::new(
+        Decision::permit().with_obligation(
+            Obligation::from_json(json!({"type": "filter_rows", "table": "patients",
+                "where": {"lt": [{"column": "clinic_id"}, {"value": "c5"}]}}))
+            .unwrap(),
+        ),
+    );
+    let err = p
+        .enforce(
+            &ordered,
+            &SqlRequest::new(
+                "INSERT INTO patients (id, clinic_id) VALUES (9, 'c1')",
+                nurse(),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "cannot_prove");
 }
 
 #[tokio::test]

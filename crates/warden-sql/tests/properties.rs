@@ -16,7 +16,6 @@ use sqlparser::parser::Parser;
 use sqlx::{Row, SqlitePool, ValueRef};
 use warden_decision::{Decision, Obligation, Subject};
 use warden_sql::{Catalog, Dialect, SqlPolicy, SqlRequest};
-use warden_test::StaticPdp;
 
 const FIXTURE: &[&str] = &[
     "CREATE TABLE patients (id INTEGER PRIMARY KEY, clinic_id TEXT NOT NULL, name TEXT, ssn TEXT)",
@@ -32,6 +31,31 @@ fn filter(table: &str) -> Obligation {
     Obligation::from_json(json!({"type": "filter_rows", "table": table,
         "where": {"eq": [{"column": "clinic_id"}, {"subject": "clinic"}]}}))
     .unwrap()
+}
+
+/// A PDP that answers like a real policy: of its decision's obligations, those for the
+/// table of the request.
+struct PerTable(Decision);
+
+impl warden_decision::Pdp for PerTable {
+    fn decide<'a>(
+        &'a self,
+        request: &'a warden_decision::AccessRequest,
+    ) -> warden_decision::PdpFuture<'a> {
+        let table = request
+            .resource
+            .properties
+            .get("table")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default();
+        let mut decision = self.0.clone();
+        decision.obligations.retain(|o| match o {
+            Obligation::FilterRows(f) => f.table == table,
+            Obligation::MaskColumns(m) => m.table == table,
+            _ => true,
+        });
+        Box::pin(std::future::ready(Ok(decision)))
+    }
 }
 
 fn policy() -> SqlPolicy {
@@ -197,12 +221,12 @@ fn rewritten_queries_parse_again_and_never_widen() {
         pool
     });
     let policy = policy();
-    let filters = StaticPdp::new(
+    let filters = PerTable(
         Decision::permit()
             .with_obligation(filter("patients"))
             .with_obligation(filter("visits")),
     );
-    let masked = StaticPdp::new(
+    let masked = PerTable(
         Decision::permit()
             .with_obligation(filter("patients"))
             .with_obligation(filter("visits"))
