@@ -72,7 +72,8 @@ pub use predicate::{Literal, MAX_PREDICATE_DEPTH, Operand, Predicate};
 pub use request::{AccessRequest, Action, Properties, Resource, Subject};
 pub use resilience::{
     BreakerConfig, BreakerState, CacheConfig, CacheStats, Canary, CircuitBreaker, DecisionCache,
-    Fallback, FallbackMode, FallbackUse, MIN_REVISION_CONTEXT, MIN_REVISION_HEADER, Observed,
-    PdpExt, RevisionHistory, RouteFallback, Shadow, ShadowStats, Timeout, min_revision,
+    Fallback, FallbackMode, FallbackUse, MIN_REVISION_CONTEXT, MIN_REVISION_HEADER, Measured,
+    Observed, PDP_LATENCY_BUCKETS_US, PdpExt, PdpMetrics, RevisionHistory, RouteFallback, Shadow,
+    ShadowStats, Timeout, min_revision,
 };
 pub use trace::TraceContext;

@@ -63,6 +63,73 @@ use opentelemetry::metrics::{Histogram, Meter, ObservableCounter};
 use crate::event::DecisionEvent;
 use crate::metrics::{BUCKETS_US, Metrics};
 
+/// The instruments of a PDP's [`PdpMetrics`](warden_decision::PdpMetrics), from
+/// [`observe_pdp`]; they stay registered while this value lives.
+///
+/// | instrument | kind | unit |
+/// |---|---|---|
+/// | `warden.pdp.calls` | counter | `{call}` |
+/// | `warden.pdp.failures` | counter | `{call}` |
+/// | `warden.pdp.duration.sum` | counter | `s` |
+/// | `warden.breaker.state` | gauge (0 closed, 1 half-open, 2 open) | |
+/// | `warden.breaker.opened` | counter | `{opening}` |
+#[must_use = "the instruments are unregistered when this is dropped"]
+pub struct PdpInstruments {
+    _counters: [ObservableCounter<u64>; 3],
+    _sum: ObservableCounter<f64>,
+    _state: opentelemetry::metrics::ObservableGauge<u64>,
+}
+
+impl std::fmt::Debug for PdpInstruments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PdpInstruments")
+    }
+}
+
+/// Registers a PDP's call latency and failures and its breaker's state on `meter`, read from
+/// `metrics` at each collection.
+pub fn observe_pdp(meter: &Meter, metrics: &Arc<warden_decision::PdpMetrics>) -> PdpInstruments {
+    let m = metrics.clone();
+    let calls = meter
+        .u64_observable_counter("warden.pdp.calls")
+        .with_description("Calls to the PDP.")
+        .with_unit("{call}")
+        .with_callback(move |o| o.observe(m.calls(), &[]))
+        .build();
+    let m = metrics.clone();
+    let failures = meter
+        .u64_observable_counter("warden.pdp.failures")
+        .with_description("Calls to the PDP that failed (unavailable or malformed).")
+        .with_unit("{call}")
+        .with_callback(move |o| o.observe(m.failures(), &[]))
+        .build();
+    let m = metrics.clone();
+    let opened = meter
+        .u64_observable_counter("warden.breaker.opened")
+        .with_description("How often the circuit breaker opened.")
+        .with_unit("{opening}")
+        .with_callback(move |o| o.observe(m.breaker_opened_total(), &[]))
+        .build();
+    let m = metrics.clone();
+    let sum = meter
+        .f64_observable_counter("warden.pdp.duration.sum")
+        .with_description("Total time the PDP took to answer.")
+        .with_unit("s")
+        .with_callback(move |o| o.observe(m.latency_sum().as_secs_f64(), &[]))
+        .build();
+    let m = metrics.clone();
+    let state = meter
+        .u64_observable_gauge("warden.breaker.state")
+        .with_description("Circuit breaker state: 0 closed, 1 half-open, 2 open.")
+        .with_callback(move |o| o.observe(u64::from(m.breaker_state()), &[]))
+        .build();
+    PdpInstruments {
+        _counters: [calls, failures, opened],
+        _sum: sum,
+        _state: state,
+    }
+}
+
 /// The instruments of one sink.
 pub(crate) struct Instruments {
     duration: Histogram<f64>,
@@ -416,5 +483,78 @@ mod tests {
         };
         let recorded: u64 = histogram.data_points().map(|p| p.count()).sum();
         assert_eq!(recorded + dropped, 50, "nothing lost without being counted");
+    }
+}
+
+#[cfg(test)]
+mod pdp_tests {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    use warden_decision::{
+        AccessRequest, Action, BreakerConfig, Pdp, PdpExt, PdpMetrics, Resource, Subject,
+    };
+
+    #[tokio::test]
+    async fn breaker_state_and_pdp_calls_are_exported() {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        let metrics = PdpMetrics::new();
+        let _instruments = super::observe_pdp(&provider.meter("warden"), &metrics);
+        let failing = never_up::Failing;
+        let pdp = failing.measured(metrics.clone()).with_breaker(
+            BreakerConfig::default()
+                .consecutive_failures(2)
+                .metrics(metrics.clone()),
+        );
+        let request = AccessRequest::new(
+            Subject::user("a"),
+            Action::new("GET"),
+            Resource::new("route", "/"),
+        );
+        for _ in 0..3 {
+            assert!(pdp.decide(&request).await.is_err());
+        }
+        provider.force_flush().unwrap();
+        let exported = exporter.get_finished_metrics().unwrap();
+        let find = |name: &str| {
+            exported
+                .iter()
+                .rev()
+                .flat_map(|r| r.scope_metrics())
+                .flat_map(|s| s.metrics())
+                .find(|m| m.name() == name)
+                .unwrap_or_else(|| panic!("`{name}` was not exported"))
+                .data()
+        };
+        let AggregatedMetrics::U64(MetricData::Gauge(state)) = find("warden.breaker.state") else {
+            panic!("warden.breaker.state is not a u64 gauge");
+        };
+        assert_eq!(state.data_points().next().unwrap().value(), 2, "open");
+        for (name, want) in [
+            ("warden.pdp.calls", 2),
+            ("warden.pdp.failures", 2),
+            ("warden.breaker.opened", 1),
+        ] {
+            let AggregatedMetrics::U64(MetricData::Sum(sum)) = find(name) else {
+                panic!("{name} is not a u64 sum");
+            };
+            assert_eq!(sum.data_points().next().unwrap().value(), want, "{name}");
+        }
+    }
+
+    /// A PDP that is always unavailable.
+    mod never_up {
+        use warden_decision::{AccessRequest, Pdp, PdpError, PdpFuture};
+
+        pub(super) struct Failing;
+
+        impl Pdp for Failing {
+            fn decide<'a>(&'a self, _: &'a AccessRequest) -> PdpFuture<'a> {
+                Box::pin(async { Err(PdpError::unavailable("connection refused")) })
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! A circuit breaker: stop asking a PDP that keeps failing, and probe until it recovers.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::decision::PolicyRevision;
@@ -28,6 +28,8 @@ pub struct BreakerConfig {
     /// time, so a PDP that just recovered is not hit by the whole backlog at once (default none:
     /// all at once). Calls held back fail at once as unavailable, like calls while open.
     pub ramp_up: Duration,
+    /// Where the state and openings are counted (default none).
+    pub metrics: Option<Arc<super::metrics::PdpMetrics>>,
 }
 
 impl Default for BreakerConfig {
@@ -40,6 +42,7 @@ impl Default for BreakerConfig {
             open_for: Duration::from_secs(5),
             probes: 1,
             ramp_up: Duration::ZERO,
+            metrics: None,
         }
     }
 }
@@ -65,6 +68,13 @@ impl BreakerConfig {
     #[must_use]
     pub fn open_for(mut self, d: Duration) -> Self {
         self.open_for = d;
+        self
+    }
+
+    /// Reports the state and each opening into `metrics`.
+    #[must_use]
+    pub fn metrics(mut self, metrics: Arc<super::metrics::PdpMetrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -162,6 +172,9 @@ impl<P: Pdp> CircuitBreaker<P> {
             s.state = BreakerState::HalfOpen;
             s.probes_in_flight = 0;
             s.probe_successes = 0;
+            if let Some(metrics) = &self.config.metrics {
+                metrics.breaker(BreakerState::HalfOpen);
+            }
         }
     }
 
@@ -229,6 +242,9 @@ impl<P: Pdp> CircuitBreaker<P> {
                     s.consecutive = 0;
                     s.calls.clear();
                     s.ramping = (!self.config.ramp_up.is_zero()).then_some((now, 0.0));
+                    if let Some(metrics) = &self.config.metrics {
+                        metrics.breaker(BreakerState::Closed);
+                    }
                     tracing::info!(target: "warden::breaker", "circuit closed: the PDP answers again");
                 }
             }
@@ -260,6 +276,9 @@ impl<P: Pdp> CircuitBreaker<P> {
         s.state = BreakerState::Open;
         s.opened += 1;
         s.ramping = None;
+        if let Some(metrics) = &self.config.metrics {
+            metrics.breaker_opened();
+        }
         s.opened_at = Some(now);
         s.probes_in_flight = 0;
         s.probe_successes = 0;

@@ -148,3 +148,52 @@ async fn each_route_falls_back_its_own_way() {
     assert!(pdp.decide(&table).await.is_err());
     assert_eq!(pdp.used(), 2);
 }
+
+#[tokio::test]
+async fn breaker_state_and_pdp_latency_are_metrics() {
+    let metrics = PdpMetrics::new();
+    let inner = Arc::new(Garbage::default());
+    let pdp = inner.clone().measured(metrics.clone()).with_breaker(
+        BreakerConfig::default()
+            .consecutive_failures(2)
+            .open_for(Duration::from_millis(30))
+            .metrics(metrics.clone()),
+    );
+    pdp.decide(&request("a")).await.unwrap();
+    assert_eq!((metrics.calls(), metrics.failures()), (1, 0));
+    assert_eq!(metrics.breaker_state(), 0);
+    inner.garbage.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        let _ = pdp.decide(&request("a")).await;
+    }
+    assert_eq!(
+        (metrics.calls(), metrics.failures()),
+        (3, 2),
+        "the third call never reached the PDP"
+    );
+    assert_eq!(metrics.breaker_state(), 2);
+    assert_eq!(metrics.breaker_opened_total(), 1);
+    inner.garbage.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(pdp.state(), BreakerState::HalfOpen);
+    assert_eq!(metrics.breaker_state(), 1);
+    pdp.decide(&request("a")).await.unwrap();
+    assert_eq!(metrics.breaker_state(), 0);
+    assert_eq!(
+        metrics.latency_buckets().iter().sum::<u64>(),
+        metrics.calls()
+    );
+    let text = metrics.render_prometheus();
+    for line in [
+        "warden_pdp_duration_seconds_count 4",
+        "warden_pdp_duration_seconds_bucket{le=\"+Inf\"} 4",
+        "warden_pdp_failures_total 2",
+        "warden_breaker_state 0",
+        "warden_breaker_opened_total 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
+}

@@ -27,6 +27,7 @@ mod breaker;
 mod cache;
 mod canonical;
 mod fallback;
+mod metrics;
 mod revision;
 mod rollout;
 mod timeout;
@@ -43,6 +44,7 @@ use std::time::Duration;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use cache::{CacheConfig, CacheStats, DecisionCache};
 pub use fallback::{Fallback, FallbackMode, FallbackUse, RouteFallback};
+pub use metrics::{Measured, PDP_LATENCY_BUCKETS_US, PdpMetrics};
 pub use revision::{
     MIN_REVISION_CONTEXT, MIN_REVISION_HEADER, Observed, RevisionHistory, min_revision,
 };
@@ -66,6 +68,11 @@ pub trait PdpExt: Pdp + Sized {
     /// Remembers decisions per request and policy revision.
     fn with_cache(self, config: CacheConfig) -> DecisionCache<Self> {
         DecisionCache::new(self, config)
+    }
+
+    /// Times the calls into `metrics` (latency, failures).
+    fn measured(self, metrics: std::sync::Arc<PdpMetrics>) -> Measured<Self> {
+        Measured::new(self, metrics)
     }
 
     /// Answers with `mode` when the PDP is unavailable.
