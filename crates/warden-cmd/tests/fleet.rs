@@ -681,3 +681,140 @@ fn serve_bundle_needs_a_key_and_no_policy_directory() {
         .unwrap();
     assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
 }
+
+/// A bundle server on 127.0.0.1 with `ETag`, `If-None-Match` and `Prefer: wait=N` long polling,
+/// serving what `current` holds.
+fn bundle_server(current: Arc<Mutex<Vec<u8>>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/bundle.tar.gz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let current = current.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut seen, mut wait) = (None, 0u64);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("if-none-match:") {
+                        seen = Some(v.trim().to_owned());
+                    }
+                    if let Some(v) = lower.strip_prefix("prefer:") {
+                        wait = v.trim().trim_start_matches("wait=").parse().unwrap_or(0);
+                    }
+                }
+                let etag = |bytes: &[u8]| {
+                    format!(
+                        "\"{:x}\"",
+                        bytes.iter().fold(bytes.len() as u64, |h, b| h
+                            .wrapping_mul(31)
+                            .wrapping_add(u64::from(*b)))
+                    )
+                };
+                let deadline = Instant::now() + Duration::from_secs(wait);
+                loop {
+                    let bytes = current.lock().unwrap().clone();
+                    let tag = etag(&bytes);
+                    if seen.as_deref() != Some(tag.as_str()) {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\netag: {tag}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            bytes.len()
+                        );
+                        let _ = stream.write_all(&bytes);
+                        return;
+                    }
+                    if Instant::now() >= deadline {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 304 Not Modified\r\nconnection: close\r\n\r\n"
+                        );
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn serve_bundle_over_http_long_polls_for_the_next_bundle() {
+    let root = temp("http");
+    let keys = root.join("keys/k");
+    run(&["keygen", "-o", keys.to_str().unwrap()]);
+    let (secret, public) = (keys.with_extension("key"), keys.with_extension("pub"));
+    let build = |revision: u64| {
+        let dir = root.join(format!("src-{revision}"));
+        let orders = package(&dir, "orders", revision == 1, &[], "http source");
+        let out = root.join(format!("b-{revision}.tar.gz"));
+        run(&[
+            "build",
+            orders.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--revision",
+            &revision.to_string(),
+            "--key",
+            secret.to_str().unwrap(),
+        ]);
+        std::fs::read(out).unwrap()
+    };
+    let current = Arc::new(Mutex::new(build(1)));
+    let url = bundle_server(current.clone());
+    // The default reconcile interval (30 s): only the long poll can bring revision 2 quickly.
+    let mut child = warden()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--bundle",
+            &url,
+            "--bundle-key",
+        ])
+        .arg(&public)
+        .args(["--instance", "http-1", "--state-dir"])
+        .arg(root.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let instance = Instance {
+        name: "http-1".into(),
+        addr: line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://"))
+            .unwrap()
+            .trim_end_matches(',')
+            .to_owned(),
+        child,
+    };
+    let wait = |revision: u64, within: Duration| {
+        let started = Instant::now();
+        while instance.revision() != Some(revision) {
+            assert!(started.elapsed() < within, "{:?}", instance.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        started.elapsed()
+    };
+    wait(1, Duration::from_secs(10));
+    assert!(instance.decide());
+    std::thread::sleep(Duration::from_millis(300));
+    let two = build(2);
+    *current.lock().unwrap() = two;
+    let took = wait(2, Duration::from_secs(5));
+    eprintln!("HTTP long poll: revision 2 in force {took:?} after the server had it");
+    assert!(!instance.decide());
+    assert_eq!(instance.status().unwrap()["bundle"]["source"], url);
+    drop(instance);
+    let _ = std::fs::remove_dir_all(&root);
+}
