@@ -77,18 +77,13 @@ fn claims(headers: &HeaderMap, config: &ExtAuthz) -> Option<Map<String, Value>> 
 /// The access request for the request Envoy asks about.
 fn access_request(
     method: &str,
-    uri: &axum::http::Uri,
+    path: &str,
+    query_text: Option<&str>,
     headers: &HeaderMap,
     config: &ExtAuthz,
 ) -> AccessRequest {
-    let path = uri
-        .path()
-        .strip_prefix(EXT_AUTHZ_PREFIX)
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/");
     let mut query = Map::new();
-    for pair in uri
-        .query()
+    for pair in query_text
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
@@ -159,24 +154,61 @@ fn denied(status: StatusCode, title: &'static str, detail: &str, id: &str) -> Re
 
 pub(crate) async fn check(Extract(state): Shared, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    let response = check_inner(&state, &parts).await;
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix(EXT_AUTHZ_PREFIX)
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    let response = verdict(
+        &state,
+        parts.method.as_str(),
+        path,
+        parts.uri.query(),
+        &parts.headers,
+    )
+    .await;
     state
         .metrics
         .request("ext_authz", response.status().as_u16());
     response
 }
 
-async fn check_inner(state: &crate::State, parts: &axum::http::request::Parts) -> Response {
+impl crate::Server {
+    /// The answer to an external authorization check of the request `method` `path_and_query`
+    /// with `headers`, as the HTTP variant gives it (see the [module](self)): for the gRPC
+    /// service of `warden-ext-authz`, which turns it into a `CheckResponse`.
+    pub async fn ext_authz(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Response {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        let response = verdict(&self.state, method, path, query, headers).await;
+        self.state
+            .metrics
+            .request("ext_authz_grpc", response.status().as_u16());
+        response
+    }
+}
+
+async fn verdict(
+    state: &crate::State,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Response {
     let Some(loaded) = state.current.load_full() else {
         return unavailable(state).into_response();
     };
-    let request = access_request(
-        parts.method.as_str(),
-        &parts.uri,
-        &parts.headers,
-        &state.ext_authz,
-    );
-    let decision = match decide(state, &loaded, &parts.headers, &request).await {
+    let request = access_request(method, path, query, headers, &state.ext_authz);
+    let decision = match decide(state, &loaded, headers, &request).await {
         Ok(decision) => decision,
         Err(error) => return crate::routes::pdp_failed(&error).into_response(),
     };
