@@ -141,6 +141,48 @@ mod tests {
         )
     }
 
+    #[tokio::test]
+    async fn a_big_clinic_id_is_refused_not_rounded_into_another() {
+        use warden_decision::Pdp;
+        let pdp = crate::RegoPdp::builder()
+            .policy(
+                "p.rego",
+                "package warden\ndecision if input.resource.properties.clinic in input.subject.properties.clinics",
+            )
+            .build()
+            .unwrap();
+        let request: AccessRequest = serde_json::from_str(
+            r#"{"subject": {"type": "user", "id": "doc", "properties": {"clinics": [100000000000000000000]}},
+                "action": {"name": "GET"},
+                "resource": {"type": "clinic", "id": "x", "properties": {"clinic": 100000000000000000001}}}"#,
+        )
+        .unwrap();
+        let d = pdp.decide(&request).await.unwrap();
+        assert!(!d.allowed, "{d:?}");
+        assert!(
+            d.diagnostics[0].message.contains("refused as malformed"),
+            "{d:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_context_is_an_object_the_policy_sees() {
+        use warden_decision::Pdp;
+        let pdp = crate::RegoPdp::builder()
+            .policy(
+                "p.rego",
+                "package warden\ndecision if { not input.context.x; is_object(input.context); is_object(input.action.properties) }",
+            )
+            .build()
+            .unwrap();
+        let request = AccessRequest::new(
+            warden_decision::Subject::user("a"),
+            warden_decision::Action::new("GET"),
+            warden_decision::Resource::new("route", "/"),
+        );
+        assert!(pdp.decide(&request).await.unwrap().allowed);
+    }
+
     #[test]
     fn numbers_beyond_exact_range_are_refused_not_rounded() {
         for wire in [
