@@ -14,7 +14,8 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use warden_decision::{Decision, Obligation, Pdp, Properties, Subject};
 use warden_rego::RegoPdp;
-use warden_sql::{Catalog, DenyReason, Dialect, SqlError, SqlPolicy, SqlValue};
+use warden_sql::adapters::{DriverError, SqlxMySql, SqlxPostgres, SqlxSqlite};
+use warden_sql::{Catalog, DenyReason, Dialect, SqlError, SqlPolicy, SqlValue, StringSettings};
 
 use crate::exit::Exit;
 
@@ -48,8 +49,13 @@ pub(crate) struct SqlArgs {
     dialect: Dialect,
     /// The schema catalog, a JSON file: `{"public.patients": ["id", ...], ...}`, or
     /// `{"default_schema": "clinic", "tables": {...}}`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
     schema: Option<PathBuf>,
+    /// Read the catalog from the database instead (`postgres://…`, `mysql://…`,
+    /// `sqlite:path`): the columns of the current schema's tables, the current schema or
+    /// database as the default schema, and the server's string-lexing settings.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// The schema unqualified names belong to (required for MySQL unless the schema file names
     /// it).
     #[arg(long, value_name = "NAME")]
@@ -71,13 +77,6 @@ pub(crate) fn run(command: SqlCommand) -> ExitCode {
         SqlCommand::Rewrite(args) => (args, false),
         SqlCommand::Explain(args) => (args, true),
     };
-    let setup = match Setup::new(&args) {
-        Ok(setup) => setup,
-        Err((exit, message)) => {
-            eprintln!("warden sql: {message}");
-            return exit.into();
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -86,6 +85,13 @@ pub(crate) fn run(command: SqlCommand) -> ExitCode {
         Err(e) => {
             eprintln!("warden sql: cannot start the async runtime: {e}");
             return Exit::Config.into();
+        }
+    };
+    let setup = match runtime.block_on(Setup::new(&args)) {
+        Ok(setup) => setup,
+        Err((exit, message)) => {
+            eprintln!("warden sql: {message}");
+            return exit.into();
         }
     };
     let mut out = String::new();
@@ -111,7 +117,7 @@ struct SchemaFile {
 }
 
 impl Setup {
-    fn new(args: &SqlArgs) -> Result<Self, (Exit, String)> {
+    async fn new(args: &SqlArgs) -> Result<Self, (Exit, String)> {
         let usage = |message: String| (Exit::Usage, message);
         let mut subject: Value = serde_json::from_str(&args.subject)
             .map_err(|e| usage(format!("`--subject` is not JSON: {e}")))?;
@@ -152,9 +158,19 @@ impl Setup {
             }
             None => (Catalog::new(), None),
         };
+        let (catalog, file_schema, settings) = match &args.database_url {
+            Some(url) => {
+                let (catalog, schema, settings) = from_database(args.dialect, url).await?;
+                (catalog, Some(schema), settings)
+            }
+            None => (catalog, file_schema, None),
+        };
         let mut builder = SqlPolicy::builder(args.dialect)
             .catalog(catalog)
             .cache_capacity(0);
+        if let Some(settings) = settings {
+            builder = builder.string_settings(settings);
+        }
         if let Some(schema) = args.default_schema.clone().or(file_schema) {
             builder = builder.default_schema(schema);
         }
@@ -224,6 +240,49 @@ impl Setup {
         out.push_str(rewrite.sql());
         out.push('\n');
         Exit::Ok
+    }
+}
+
+/// The catalog, the default schema and the string settings of the database at `url`. A
+/// database that cannot be read is a configuration error (exit 3), never a deny.
+async fn from_database(
+    dialect: Dialect,
+    url: &str,
+) -> Result<(Catalog, String, Option<StringSettings>), (Exit, String)> {
+    let config = |e: DriverError| {
+        (
+            Exit::Config,
+            format!(
+                "cannot read the catalog from `--database-url`: {}",
+                e.message
+            ),
+        )
+    };
+    let scheme = url.split(':').next().unwrap_or_default();
+    match (dialect, scheme) {
+        (Dialect::Postgres, "postgres" | "postgresql") => {
+            let db = SqlxPostgres::connect(url).await.map_err(config)?;
+            let schema = db.current_schema().await.map_err(config)?;
+            let catalog = db.load_catalog(&[schema.as_str()]).await.map_err(config)?;
+            let settings = db.string_settings().await.map_err(config)?;
+            Ok((catalog, schema, Some(settings)))
+        }
+        (Dialect::MySql, "mysql" | "mariadb") => {
+            let db = SqlxMySql::connect(url).await.map_err(config)?;
+            let schema = db.current_database().await.map_err(config)?;
+            let catalog = db.load_catalog().await.map_err(config)?;
+            let settings = db.string_settings().await.map_err(config)?;
+            Ok((catalog, schema, Some(settings)))
+        }
+        (Dialect::Sqlite, "sqlite") => {
+            let db = SqlxSqlite::connect(url).await.map_err(config)?;
+            let catalog = db.load_catalog().await.map_err(config)?;
+            Ok((catalog, "main".into(), None))
+        }
+        _ => Err((
+            Exit::Usage,
+            format!("`--database-url` `{scheme}:…` is not a {dialect} database"),
+        )),
     }
 }
 

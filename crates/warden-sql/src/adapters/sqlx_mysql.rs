@@ -27,6 +27,11 @@ impl SqlxMySql {
         Self { pool }
     }
 
+    /// Connects a pool to a MySQL or MariaDB server (`mysql://…`).
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        Ok(Self::new(MySqlPool::connect(url).await?))
+    }
+
     /// The pool.
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
@@ -70,7 +75,7 @@ impl SqlxMySql {
             let schema: String = row.try_get_unchecked(0)?;
             let table: String = row.try_get_unchecked(1)?;
             let column: String = row.try_get_unchecked(2)?;
-            let id = format!("{schema}.{table}").to_lowercase();
+            let id = format!("{schema}.{table}").to_ascii_lowercase();
             match tables.last_mut() {
                 Some((t, cols)) if *t == id => cols.push(column),
                 _ => tables.push((id, vec![column])),

@@ -27,6 +27,11 @@ impl SqlxPostgres {
         Self { pool }
     }
 
+    /// Connects a pool to a PostgreSQL server (`postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        Ok(Self::new(PgPool::connect(url).await?))
+    }
+
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool

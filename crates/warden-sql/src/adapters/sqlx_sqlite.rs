@@ -26,6 +26,11 @@ impl SqlxSqlite {
         Self { pool }
     }
 
+    /// Connects a pool to a SQLite database (`sqlite:path`).
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        Ok(Self::new(SqlitePool::connect(url).await?))
+    }
+
     /// The pool.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -45,7 +50,7 @@ impl SqlxSqlite {
         for row in rows {
             let table: String = row.try_get(0)?;
             let column: String = row.try_get(1)?;
-            let id = format!("main.{}", table.to_lowercase());
+            let id = format!("main.{}", table.to_ascii_lowercase());
             match tables.last_mut() {
                 Some((t, cols)) if *t == id => cols.push(column),
                 _ => tables.push((id, vec![column])),
