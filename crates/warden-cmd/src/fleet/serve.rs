@@ -38,6 +38,11 @@ pub(crate) struct BundleArgs {
     /// Default: a folder named after the instance in the system's temporary directory.
     #[arg(long, value_name = "DIR", requires = "bundle")]
     state_dir: Option<PathBuf>,
+    /// The NATS server to report status to (the object store `warden-status`, read by
+    /// `warden status`). Default: the server of a nats:// source; other sources report only at
+    /// `/status` unless this is given.
+    #[arg(long, value_name = "URL", requires = "bundle")]
+    status_nats: Option<String>,
     /// How often the source is checked even without a change notification.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     reconcile: Duration,
@@ -87,9 +92,11 @@ pub(crate) fn start(
     let agent = Agent::new(source, config, activate);
     let mut status = agent.status();
     let reporter = server.clone();
-    let channel = NatsSource::parse(spec)
-        .ok()
-        .map(|s| s.server_url().to_owned());
+    let channel = args.status_nats.clone().or_else(|| {
+        NatsSource::parse(spec)
+            .ok()
+            .map(|s| s.server_url().to_owned())
+    });
     let heartbeat = args.reconcile.max(Duration::from_secs(1));
     tokio::spawn(async move {
         let channel = match channel {
