@@ -138,17 +138,17 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
     args.decision_log.clone_from(&settings.decision_log);
     // A decision log, or context providers the package declares, wrap the package's PDP.
     let declares_context = args.policy.as_deref().is_some_and(declares_context);
-    let logged = match (&args.decision_log, &args.policy) {
+    let (logged, decision_log) = match (&args.decision_log, &args.policy) {
         (file, Some(dir)) if file.is_some() || declares_context => {
             match wrapped_pdp(file.as_deref(), dir, settings.watch).await {
-                Ok(logged) => Some(logged),
+                Ok((pdp, opa_path, log)) => (Some((pdp, opa_path)), log),
                 Err(message) => {
                     eprintln!("warden serve: {message}");
                     return Exit::Config.into();
                 }
             }
         }
-        _ => None,
+        _ => (None, None),
     };
     let wrapped = logged.is_some();
     let builder = match (&args.fleet.bundle, &args.policy, logged) {
@@ -241,6 +241,16 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
         Some(files) => server.serve_tls(listener, files, shutdown_signal()).await,
         None => server.serve(listener, shutdown_signal()).await,
     };
+    // What the decision log still holds is shipped before the process ends (the disk mode
+    // keeps it for the next start anyway).
+    if let Some(log) = decision_log
+        && !log.flush(Duration::from_secs(5)).await
+    {
+        eprintln!(
+            "warden serve: {} decision events not shipped before stopping",
+            log.queue_depth()
+        );
+    }
     match served {
         Ok(()) => {
             println!("warden: stopped");
@@ -252,6 +262,13 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
         }
     }
 }
+
+/// A wrapped PDP, the OPA Data API path of its entrypoint, and its decision log.
+type Wrapped = (
+    std::sync::Arc<dyn warden_decision::Pdp>,
+    Option<String>,
+    Option<warden_decision_log::DecisionLog>,
+);
 
 /// Whether the package in `dir` declares context attributes (`[[context]]`).
 fn declares_context(dir: &std::path::Path) -> bool {
@@ -268,7 +285,7 @@ async fn wrapped_pdp(
     file: Option<&std::path::Path>,
     dir: &std::path::Path,
     watch: Duration,
-) -> Result<(std::sync::Arc<dyn warden_decision::Pdp>, Option<String>), String> {
+) -> Result<Wrapped, String> {
     use warden_decision_log::{LogConfig, LoggedPdp};
     let policies = warden_server::PolicyDir::open(dir).map_err(|e| e.to_string())?;
     let manifest_path = dir.join("warden.toml");
@@ -280,6 +297,7 @@ async fn wrapped_pdp(
     if !attributes.is_empty() {
         pdp = std::sync::Arc::new(warden_context::ContextPdp::new(pdp).attributes(attributes));
     }
+    let mut decision_log = None;
     if let Some(file) = file {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let config = LogConfig::from_toml(&text).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -293,6 +311,7 @@ async fn wrapped_pdp(
         let log = builder
             .build()
             .map_err(|e| format!("{}: {e}", file.display()))?;
+        decision_log = Some(log.clone());
         pdp = std::sync::Arc::new(
             LoggedPdp::new(pdp, log)
                 .synchronous_when(move |request| config.is_synchronous(&request.resource.id)),
@@ -320,7 +339,7 @@ async fn wrapped_pdp(
             }
         });
     }
-    Ok((pdp, opa_path))
+    Ok((pdp, opa_path, decision_log))
 }
 
 /// Names, sizes and modification times of the files under `dir`.
