@@ -30,7 +30,9 @@ fn rsa_jwk(kid: &str, alg: Option<&str>) -> Value {
         "n": "qlDjdB93nP0dVjV5MQLJ7mI6QZqeMOmrKnuGirqlKyEEF97u2wQxogC4C9-0lz2fgZZpOYdjTPlLJcQ4onEd044DzOpyw5BX6GXdR-8khE1BhuVA5_5KOgUnuglbBfh_bKD_vvDjDja5CRLfsgzUxep15IbEdHEAQNfM3vMv5gTZYrhN7z07W48LjtaCShL-jhFGoR6AbFOuG3dTQyYZP6gfsZs8on6VF6Kd2piS4TlYJf0bZBoFJRRKsoB2sLKrHvesSbCo_-BHlAm_VHhpEMEx--f2RgIkz5hWlT4SKRZQIteNhQo0ZJumEJUEMuQxXrDFvh39qZoeYQG0DG4VKw"
     });
     if let Some(alg) = alg {
-        jwk.as_object_mut().unwrap().insert("alg".into(), alg.into());
+        jwk.as_object_mut()
+            .unwrap()
+            .insert("alg".into(), alg.into());
     }
     jwk
 }
@@ -50,7 +52,9 @@ fn secret(n: u8) -> Vec<u8> {
 fn oct_jwk(kid: Option<&str>, n: u8) -> Value {
     let mut jwk = json!({"kty": "oct", "alg": "HS256", "k": warden_test::base64url(&secret(n))});
     if let Some(kid) = kid {
-        jwk.as_object_mut().unwrap().insert("kid".into(), kid.into());
+        jwk.as_object_mut()
+            .unwrap()
+            .insert("kid".into(), kid.into());
     }
     jwk
 }
