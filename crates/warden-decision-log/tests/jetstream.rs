@@ -290,3 +290,30 @@ async fn the_documented_query_finds_the_weeks_denials_under_a_regulation() {
     assert_eq!(ids, ["clinic-deny"]);
     delete_stream(&url, &stream).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_removed_meanwhile_is_made_again_and_the_events_arrive() {
+    let Some(url) = shared_nats() else { return };
+    let stream = unique("WARDEN_DL_REMADE");
+    let prefix = unique("warden.remade");
+    let sink = JetStreamSink::connect(&url, &stream, &prefix)
+        .await
+        .unwrap()
+        .ack_timeout(Duration::from_secs(1));
+    let log = DecisionLog::builder(sink).build().unwrap();
+    log.log(&event("first", Outcome::Deny));
+    assert!(log.flush(Duration::from_secs(10)).await);
+    delete_stream(&url, &stream).await;
+    log.log(&event("second", Outcome::Deny));
+    assert!(
+        log.flush(Duration::from_secs(20)).await,
+        "shipped to the stream made again"
+    );
+    let ids: Vec<String> = read_stream(&url, &stream)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["second"]);
+    delete_stream(&url, &stream).await;
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use tokio::sync::OnceCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Record, ShipFuture, Sink, SinkError};
 
@@ -27,7 +27,9 @@ pub struct JetStreamSink {
     stream: String,
     prefix: String,
     duplicate_window: Duration,
-    ready: OnceCell<()>,
+    /// Whether the stream is known to exist; cleared by a failed batch, so that a stream
+    /// removed meanwhile is made again.
+    ready: AtomicBool,
 }
 
 impl JetStreamSink {
@@ -51,7 +53,7 @@ impl JetStreamSink {
             stream: stream.to_owned(),
             prefix: prefix.to_owned(),
             duplicate_window: Duration::from_secs(10 * 60),
-            ready: OnceCell::new(),
+            ready: AtomicBool::new(false),
         }
     }
 
@@ -72,21 +74,41 @@ impl JetStreamSink {
     }
 
     async fn ensure_stream(&self) -> Result<(), SinkError> {
-        self.ready
-            .get_or_try_init(|| async {
-                self.js
-                    .get_or_create_stream(stream::Config {
-                        name: self.stream.clone(),
-                        subjects: vec![format!("{}.>", self.prefix)],
-                        duplicate_window: self.duplicate_window,
-                        ..Default::default()
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| SinkError::new("jetstream", e))
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: self.stream.clone(),
+                subjects: vec![format!("{}.>", self.prefix)],
+                duplicate_window: self.duplicate_window,
+                ..Default::default()
             })
             .await
-            .map(|_| ())
+            .map_err(|e| SinkError::new("jetstream", e))?;
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn publish(&self, batch: &[Record]) -> Result<(), SinkError> {
+        self.ensure_stream().await?;
+        let mut acks = Vec::with_capacity(batch.len());
+        for record in batch {
+            let publish = PublishMessage::build()
+                .message_id(&record.id)
+                .payload(record.body.clone().into_bytes().into());
+            let subject = format!("{}.{}", self.prefix, subject_token(&record.outcome));
+            let ack = self
+                .js
+                .send_publish(subject, publish)
+                .await
+                .map_err(|e| SinkError::new("jetstream", e))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| SinkError::new("jetstream", e))?;
+        }
+        Ok(())
     }
 }
 
@@ -97,24 +119,11 @@ impl Sink for JetStreamSink {
 
     fn ship<'a>(&'a self, batch: &'a [Record]) -> ShipFuture<'a> {
         Box::pin(async move {
-            self.ensure_stream().await?;
-            let mut acks = Vec::with_capacity(batch.len());
-            for record in batch {
-                let publish = PublishMessage::build()
-                    .message_id(&record.id)
-                    .payload(record.body.clone().into_bytes().into());
-                let subject = format!("{}.{}", self.prefix, subject_token(&record.outcome));
-                let ack = self
-                    .js
-                    .send_publish(subject, publish)
-                    .await
-                    .map_err(|e| SinkError::new("jetstream", e))?;
-                acks.push(ack);
+            let result = self.publish(batch).await;
+            if result.is_err() {
+                self.ready.store(false, Ordering::Release);
             }
-            for ack in acks {
-                ack.await.map_err(|e| SinkError::new("jetstream", e))?;
-            }
-            Ok(())
+            result
         })
     }
 }
