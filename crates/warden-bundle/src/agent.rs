@@ -87,6 +87,8 @@ pub struct Agent {
     /// The revision of the persisted bundle: nothing older is activated, even before anything
     /// is active (a restart is no chance to replay an old bundle).
     floor: Option<u64>,
+    /// Whether the last error was the source's (cleared when it answers again).
+    source_failing: bool,
     status: watch::Sender<InstanceStatus>,
     generation: u64,
 }
@@ -134,6 +136,7 @@ impl Agent {
             activate: Box::new(activate),
             active: None,
             floor: None,
+            source_failing: false,
             status: watch::Sender::new(status),
             generation: 0,
         }
@@ -166,6 +169,7 @@ impl Agent {
             Err(error) => {
                 tracing::warn!(%error, source = %self.source.describe(), "bundle refused; the bundle in force stays");
                 let message = error.to_string();
+                self.source_failing = false;
                 self.status.send_modify(|s| {
                     s.last_error = Some(message);
                     s.last_error_at = Some(now_ms());
@@ -288,11 +292,25 @@ impl Agent {
         result
     }
 
-    fn source_error(&self, message: String) {
+    fn source_error(&mut self, message: String) {
+        self.source_failing = true;
         tracing::warn!(error = %message, source = %self.source.describe(), "bundle source unavailable");
         self.status.send_modify(|s| {
             s.last_error = Some(message);
             s.last_error_at = Some(now_ms());
+            s.updated_at = now_ms();
+        });
+    }
+
+    /// The source answers again: its error is over (a refusal's error stays until a bundle is
+    /// activated).
+    fn source_answered(&mut self) {
+        let recovered = std::mem::take(&mut self.source_failing);
+        self.status.send_modify(|s| {
+            if recovered {
+                s.last_error = None;
+                s.last_error_at = None;
+            }
             s.updated_at = now_ms();
         });
     }
@@ -341,16 +359,12 @@ impl Agent {
             {
                 Ok(Ok(Some(bytes))) => {
                     backoff = Duration::from_millis(250);
+                    self.source_answered();
                     let _ = self.offer(&bytes);
                 }
                 Ok(Ok(None)) => {
                     backoff = Duration::from_millis(250);
-                    self.status.send_modify(|s| {
-                        if s.last_error.is_some() && s.refusals == 0 {
-                            s.last_error = None;
-                        }
-                        s.updated_at = now_ms();
-                    });
+                    self.source_answered();
                 }
                 Ok(Err(error)) => {
                     self.source_error(error.0);

@@ -329,6 +329,16 @@ async fn a_cold_start_with_the_source_down_serves_the_persisted_bundle() {
     })
     .await;
     assert!(now.last_error.unwrap().contains("cannot read"));
+    // The source is back with the bundle in force: its error is over.
+    let persisted_bytes =
+        std::fs::read(state.join(warden_bundle::agent::PERSISTED_BUNDLE)).unwrap();
+    std::fs::write(&file, &persisted_bytes).unwrap();
+    let now = wait_for(&mut status, Duration::from_secs(5), |s| {
+        s.last_error.is_none()
+    })
+    .await;
+    assert_eq!(now.revision, Some(5));
+    std::fs::remove_file(&file).unwrap();
 
     // A restart is no chance to replay an older bundle: the persisted revision is the floor,
     // even before anything is active.
