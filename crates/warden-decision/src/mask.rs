@@ -437,12 +437,12 @@ mod masker_tests {
         );
         assert_eq!(value(&m, Last4, json!("7")), json!("*"));
         // Masking a masked value changes nothing: PEPs that stack masks show what either shows.
-        assert_eq!(
-            value(&m, Last4, json!("***-**-6789")),
-            json!("***-**-6789")
-        );
+        assert_eq!(value(&m, Last4, json!("***-**-6789")), json!("***-**-6789"));
         assert_eq!(value(&m, Last4, json!("*******6789")), json!("*******6789"));
-        assert_eq!(value(&m, First4, json!("1234*******")), json!("1234*******"));
+        assert_eq!(
+            value(&m, First4, json!("1234*******")),
+            json!("1234*******")
+        );
         assert_eq!(value(&m, Last4, json!({"a": 1})), json!("[REDACTED]"));
         assert_eq!(value(&m, Last4, json!(true)), json!("[REDACTED]"));
         assert_eq!(value(&m, Redact, json!([1, 2])), json!("[REDACTED]"));
