@@ -443,6 +443,7 @@ fn enforce<S, B>(
     // The event takes what it needs before `decide` consumes the request and the decision.
     let traceparent = events::trace_context(&pending.parts.headers);
     let mut event = events::decided(pending.grpc, traceparent, &request, result.as_ref().ok());
+    telemetry.record_request(&mut event, &request);
     let started = pending.started;
     let outcome = decide(request, result, pending);
     events::verdict(
