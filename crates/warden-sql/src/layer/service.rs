@@ -2,8 +2,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tower_layer::Layer;
 use tower_service::Service;
@@ -11,6 +12,7 @@ use tracing::Instrument;
 use warden_decision::{Pdp, TraceContext};
 use warden_telemetry::{DecisionEvent, Outcome, Pep, Telemetry};
 
+use crate::catalog::Catalog;
 use crate::error::{DenyReason, SqlError};
 use crate::policy::SqlPolicy;
 use crate::request::{Enforcement, SqlRequest};
@@ -23,11 +25,61 @@ use crate::request::{Enforcement, SqlRequest};
 /// Every statement runs in a `warden.decide` tracing span (`warden.pep = "sql"`), and with
 /// [`telemetry`](Self::telemetry) every decision is reported as a decision event: one per
 /// (relation, operation) of a permitted statement, one for a refused statement.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqlPolicyLayer<P> {
     pdp: P,
     policy: SqlPolicy,
     telemetry: Option<Telemetry>,
+    refresh: Option<Refresh>,
+}
+
+/// Reads the catalog afresh.
+type Loader =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Catalog, String>> + Send>> + Send + Sync>;
+
+/// The catalog refresh of a layer: the loader, and when it last ran.
+#[derive(Clone)]
+struct Refresh {
+    loader: Loader,
+    interval: Duration,
+    last: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Refresh {
+    /// Reloads the catalog into `policy` unless it was reloaded within the interval; whether
+    /// it did.
+    async fn run(&self, policy: &SqlPolicy) -> bool {
+        {
+            let Ok(mut last) = self.last.lock() else {
+                return false;
+            };
+            if last.is_some_and(|at| at.elapsed() < self.interval) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match (self.loader)().await {
+            Ok(catalog) => {
+                policy.set_catalog(catalog);
+                tracing::info!(target: "warden_sql", "catalog reloaded");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(target: "warden_sql", %error, "the catalog could not be reloaded");
+                false
+            }
+        }
+    }
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for SqlPolicyLayer<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlPolicyLayer")
+            .field("pdp", &self.pdp)
+            .field("policy", &self.policy)
+            .field("refreshes_catalog", &self.refresh.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<P> SqlPolicyLayer<P> {
@@ -37,7 +89,40 @@ impl<P> SqlPolicyLayer<P> {
             pdp,
             policy,
             telemetry: None,
+            refresh: None,
         }
+    }
+
+    /// Reloads the catalog with `loader` when a statement is refused because the catalog
+    /// lacks a guarded relation or a column the policy names (`unknown_columns`,
+    /// `unknown_column`: a migration the catalog has not seen), then enforces the statement
+    /// once more. At most one reload per `interval`, so callers cannot make the service query
+    /// its database's catalog at will; a loader that fails leaves the catalog and the refusal
+    /// as they are.
+    ///
+    /// ```ignore
+    /// let db = SqlxSqlite::new(pool);
+    /// let layer = SqlPolicyLayer::new(pdp, policy).catalog_loader(Duration::from_secs(10), {
+    ///     let db = db.clone();
+    ///     move || {
+    ///         let db = db.clone();
+    ///         async move { db.load_catalog().await.map_err(|e| e.to_string()) }
+    ///     }
+    /// });
+    /// ```
+    #[must_use]
+    pub fn catalog_loader<F, Fut>(mut self, interval: Duration, loader: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Catalog, String>> + Send + 'static,
+    {
+        let loader: Loader = Arc::new(move || Box::pin(loader()));
+        self.refresh = Some(Refresh {
+            loader,
+            interval,
+            last: Arc::new(Mutex::new(None)),
+        });
+        self
     }
 
     /// Reports every decision to `telemetry` (events with `pep: "sql"`, resource type
@@ -60,17 +145,29 @@ impl<S, P: Clone> Layer<S> for SqlPolicyLayer<P> {
             pdp: self.pdp.clone(),
             policy: self.policy.clone(),
             telemetry: self.telemetry.clone(),
+            refresh: self.refresh.clone(),
         }
     }
 }
 
 /// The service of [`SqlPolicyLayer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqlPolicyService<S, P> {
     inner: S,
     pdp: P,
     policy: SqlPolicy,
     telemetry: Option<Telemetry>,
+    refresh: Option<Refresh>,
+}
+
+impl<S: std::fmt::Debug, P: std::fmt::Debug> std::fmt::Debug for SqlPolicyService<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlPolicyService")
+            .field("inner", &self.inner)
+            .field("pdp", &self.pdp)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The error of [`SqlPolicyService`]: the statement was refused, or the database failed.
@@ -120,6 +217,7 @@ where
         let pdp = self.pdp.clone();
         let policy = self.policy.clone();
         let telemetry = self.telemetry.clone();
+        let refresh = self.refresh.clone();
         let span = tracing::info_span!(
             "warden.decide",
             warden.pep = "sql",
@@ -129,10 +227,22 @@ where
         );
         Box::pin(async move {
             let started = Instant::now();
-            let outcome = policy
+            let mut outcome = policy
                 .enforce(&pdp, &request)
                 .instrument(span.clone())
                 .await;
+            if let (Some(refresh), Err(e)) = (&refresh, &outcome)
+                && matches!(
+                    e.reason(),
+                    Some(DenyReason::UnknownColumns(_) | DenyReason::UnknownColumn { .. })
+                )
+                && refresh.run(&policy).await
+            {
+                outcome = policy
+                    .enforce(&pdp, &request)
+                    .instrument(span.clone())
+                    .await;
+            }
             match &outcome {
                 Ok(_) => span.record("warden.allowed", true),
                 Err(e) => span
