@@ -3,6 +3,8 @@
 mod future;
 pub(crate) mod layer;
 mod service;
+#[cfg(test)]
+mod tests;
 
 pub use future::ResponseFuture;
 pub use layer::PolicyLayer;
