@@ -62,6 +62,10 @@ pub(crate) struct ServeArgs {
     /// Accept callers by a client certificate `--tls-client-ca` verified, as well as by token.
     #[arg(long)]
     client_certificates: bool,
+    /// Also serve Envoy's ext_authz gRPC service (envoy.service.auth.v3.Authorization) on this
+    /// address (plain HTTP/2, for a sidecar or a private network).
+    #[arg(long, value_name = "ADDR")]
+    ext_authz_grpc: Option<SocketAddr>,
     /// The URL clients reach the server at, for the AuthZEN metadata document.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
@@ -110,6 +114,7 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
         public_url: args.public_url.clone(),
         wait_for_policy: args.wait_for_policy,
         decision_log: args.decision_log.clone(),
+        ext_authz_grpc: args.ext_authz_grpc,
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
         tls_client_ca: args.tls_client_ca.clone(),
@@ -224,6 +229,16 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
             return Exit::Config.into();
         }
     };
+    let ext_authz = match settings.ext_authz_grpc {
+        Some(grpc) => match tokio::net::TcpListener::bind(grpc).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("warden serve: cannot listen on {grpc} for ext_authz: {e}");
+                return Exit::Config.into();
+            }
+        },
+        None => None,
+    };
     let addr = listener.local_addr().unwrap_or(settings.addr);
     let scheme = if tls.is_some() { "https" } else { "http" };
     match server.revision() {
@@ -236,6 +251,17 @@ pub(crate) async fn run(mut args: ServeArgs) -> ExitCode {
             bundle_source.as_deref().unwrap_or_default()
         ),
         None => println!("warden: listening on {scheme}://{addr} (policies not loaded)"),
+    }
+    if let Some(grpc) = ext_authz {
+        if let Ok(grpc_addr) = grpc.local_addr() {
+            println!("warden: ext_authz gRPC on {grpc_addr}");
+        }
+        let server = server.clone();
+        tokio::spawn(async move {
+            if let Err(error) = warden_ext_authz::serve(server, grpc, shutdown_signal()).await {
+                tracing::error!(%error, "the ext_authz gRPC service stopped");
+            }
+        });
     }
     let served = match tls {
         Some(files) => server.serve_tls(listener, files, shutdown_signal()).await,

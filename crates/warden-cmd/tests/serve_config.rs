@@ -299,3 +299,50 @@ fn tls_from_the_settings_with_client_certificates_as_credentials() {
     // Plain HTTP to the TLS port gets no answer from the server.
     assert_ne!(curl(&[&server.url.replace("https://", "http://")]), "200");
 }
+
+#[test]
+fn ext_authz_grpc_listens_on_its_own_address_and_a_taken_one_stops_the_start() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(root())
+        .args([
+            "serve",
+            "--policy",
+            "policies/clinic",
+            "--addr",
+            "127.0.0.1:0",
+            "--ext-authz-grpc",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("serving policy clinic"), "{first}");
+    let second = lines.next().unwrap().unwrap();
+    let grpc = second
+        .strip_prefix("warden: ext_authz gRPC on ")
+        .unwrap_or_else(|| panic!("{second}"))
+        .to_owned();
+    assert!(std::net::TcpStream::connect(&grpc).is_ok(), "{grpc}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(root())
+        .args([
+            "serve",
+            "--policy",
+            "policies/clinic",
+            "--addr",
+            "127.0.0.1:0",
+            "--ext-authz-grpc",
+        ])
+        .arg(taken.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ext_authz"));
+}

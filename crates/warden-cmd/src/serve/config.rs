@@ -12,6 +12,7 @@
 //! | `signed_metadata` | `WARDEN_SERVE_SIGNED_METADATA` | | |
 //! | `wait_for_policy` | `WARDEN_SERVE_WAIT_FOR_POLICY` | `--wait-for-policy` | `false` |
 //! | `decision_log` | `WARDEN_SERVE_DECISION_LOG` | `--decision-log` | |
+//! | `ext_authz_grpc` | `WARDEN_SERVE_EXT_AUTHZ_GRPC` | `--ext-authz-grpc` | |
 //! | `tls.cert`, `tls.key` | `WARDEN_SERVE_TLS_CERT`, `WARDEN_SERVE_TLS_KEY` | `--tls-cert`, `--tls-key` | |
 //! | `tls.client_ca` | `WARDEN_SERVE_TLS_CLIENT_CA` | `--tls-client-ca` | |
 //! | `tls.reload` | `WARDEN_SERVE_TLS_RELOAD` | `--tls-reload` | `30s` |
@@ -41,6 +42,7 @@ pub(crate) struct File {
     signed_metadata: Option<String>,
     wait_for_policy: Option<bool>,
     decision_log: Option<PathBuf>,
+    ext_authz_grpc: Option<String>,
     #[serde(default)]
     tls: Tls,
     #[serde(default)]
@@ -76,6 +78,7 @@ pub(crate) struct Flags {
     pub(crate) public_url: Option<String>,
     pub(crate) wait_for_policy: bool,
     pub(crate) decision_log: Option<PathBuf>,
+    pub(crate) ext_authz_grpc: Option<SocketAddr>,
     pub(crate) tls_cert: Option<PathBuf>,
     pub(crate) tls_key: Option<PathBuf>,
     pub(crate) tls_client_ca: Option<PathBuf>,
@@ -105,6 +108,7 @@ pub(crate) struct Settings {
     pub(crate) signed_metadata: Option<String>,
     pub(crate) wait_for_policy: bool,
     pub(crate) decision_log: Option<PathBuf>,
+    pub(crate) ext_authz_grpc: Option<SocketAddr>,
     pub(crate) tls: Option<TlsSettings>,
     pub(crate) bearer_tokens: Vec<String>,
     pub(crate) client_certificates: bool,
@@ -114,7 +118,7 @@ fn duration(text: &str, name: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("`{name}` = `{text}`: {e}"))
 }
 
-fn addr(text: &str, name: &str) -> Result<SocketAddr, String> {
+fn parse_addr(text: &str, name: &str) -> Result<SocketAddr, String> {
     text.parse()
         .map_err(|e| format!("`{name}` = `{text}` is not an address: {e}"))
 }
@@ -161,7 +165,7 @@ pub(crate) fn resolve(
         file.policy = Some(v.into());
     }
     if let Some(v) = var("WARDEN_SERVE_ADDR") {
-        addr(&v, "WARDEN_SERVE_ADDR")?;
+        parse_addr(&v, "WARDEN_SERVE_ADDR")?;
         file.addr = Some(v);
     }
     if let Some(v) = var("WARDEN_SERVE_WATCH") {
@@ -185,6 +189,10 @@ pub(crate) fn resolve(
     }
     if let Some(v) = var("WARDEN_SERVE_DECISION_LOG") {
         file.decision_log = Some(v.into());
+    }
+    if let Some(v) = var("WARDEN_SERVE_EXT_AUTHZ_GRPC") {
+        parse_addr(&v, "WARDEN_SERVE_EXT_AUTHZ_GRPC")?;
+        file.ext_authz_grpc = Some(v);
     }
     if let Some(v) = var("WARDEN_SERVE_TLS_CERT") {
         file.tls.cert = Some(v.into());
@@ -217,13 +225,18 @@ pub(crate) fn resolve(
     // The flags over both.
     let addr = match (flags.addr, &file.addr) {
         (Some(flag), _) => flag,
-        (None, Some(text)) => addr(text, "addr")?,
+        (None, Some(text)) => parse_addr(text, "addr")?,
         (None, None) => SocketAddr::from(([127, 0, 0, 1], 8181)),
     };
     let watch = match (flags.watch, &file.watch) {
         (Some(flag), _) => flag,
         (None, Some(text)) => duration(text, "watch")?,
         (None, None) => Duration::from_secs(2),
+    };
+    let ext_authz_grpc = match (flags.ext_authz_grpc, &file.ext_authz_grpc) {
+        (Some(flag), _) => Some(flag),
+        (None, Some(text)) => Some(parse_addr(text, "ext_authz_grpc")?),
+        (None, None) => None,
     };
     let cert = flags.tls_cert.clone().or(file.tls.cert);
     let key = flags.tls_key.clone().or(file.tls.key);
@@ -281,6 +294,7 @@ pub(crate) fn resolve(
         signed_metadata: file.signed_metadata,
         wait_for_policy: flags.wait_for_policy || file.wait_for_policy.unwrap_or(false),
         decision_log: flags.decision_log.clone().or(file.decision_log),
+        ext_authz_grpc,
         tls,
         bearer_tokens,
         client_certificates,
