@@ -46,6 +46,12 @@
 //! request's consistency token (`context.min_revision`, sent as `Warden-Min-Revision`), is
 //! refused as unavailable (`revision_unavailable`).
 //!
+//! # Several replicas
+//!
+//! [`Replicas`] makes several replicas of a PDP one [`Pdp`]: health checks, outlier ejection,
+//! retries within a budget and the decision's deadline, optional hedging, and a per-replica
+//! concurrency limit that refuses at once instead of queuing (see the [`Replicas`] docs).
+//!
 //! # Tracing
 //!
 //! Each call sends `X-Request-ID` (the caller's request id when the PEP set one, else a new
