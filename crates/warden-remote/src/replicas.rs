@@ -280,7 +280,27 @@ pub struct ReplicasStats {
     pub hedges: u64,
 }
 
-/// Several replicas of one PDP as one [`Pdp`]. See the [module documentation](self).
+/// Several replicas of one PDP as one [`Pdp`].
+///
+/// * **Health**: every `health_every` each replica's `GET /health` is asked; one that does not
+///   answer `2xx` in time is not chosen until it does.
+/// * **Outlier ejection**: a replica that fails `eject_after` decisions in a row is left out for
+///   `eject_for`, then tried again.
+/// * **Retries**: a decision that failed in a way that is safe to try elsewhere (unavailable,
+///   timed out, malformed, answered under an older revision) is tried on another replica, if
+///   the *deadline* leaves time and the *budget* allows: retries are at most `retry_budget` of
+///   the decisions (plus a small reserve), so an outage never doubles the load on the rest. A
+///   policy error is never retried.
+/// * **Hedging** (off by default): when a replica has not answered after the given percentile
+///   of recent latencies, the same decision is asked of another one and the first answer wins;
+///   hedges are paid from the retry budget.
+/// * **Concurrency limit**: each replica has at most `max_in_flight` decisions in flight; a
+///   decision that finds every replica full fails at once as unavailable (a fast 503), instead
+///   of queuing behind a stopped server.
+/// * **Revisions**: the set follows the newest revision any replica reports. An answer under an
+///   older one (a replica that has not reloaded yet) is refused and tried elsewhere; the set's
+///   [`revision`](Pdp::revision) is reported only while a replica confirms it, so a cache above
+///   stops serving an old revision as soon as one replica switched.
 #[derive(Debug, Clone)]
 pub struct Replicas {
     inner: Arc<Shared>,
