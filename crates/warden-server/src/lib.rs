@@ -129,6 +129,41 @@ pub(crate) struct State {
     pub(crate) kept: rollback::Kept,
 }
 
+/// Checks that `jwt` can be served as the metadata's `signed_metadata`: a compact JWS whose
+/// header names a signing algorithm (not `none`) and whose claims carry a string `iss`, as
+/// AuthZEN requires; returns the issuer. The signature itself is the verifier's to check.
+///
+/// ```
+/// // {"alg":"ES256"} . {"iss":"https://pdp.example"} . signature
+/// let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL3BkcC5leGFtcGxlIn0.c2ln";
+/// assert_eq!(warden_server::signed_metadata_issuer(jwt).unwrap(), "https://pdp.example");
+/// assert!(warden_server::signed_metadata_issuer("eyJhbGciOiJub25lIn0.e30.").is_err());
+/// ```
+pub fn signed_metadata_issuer(jwt: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let decode = |part: &str, what: &str| -> Result<serde_json::Value, String> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| format!("the signed metadata's {what} is not base64url"))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|_| format!("the signed metadata's {what} is not JSON"))
+    };
+    let parts: Vec<&str> = jwt.trim().split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return Err("the signed metadata is not a compact JWS (three parts)".into());
+    };
+    let header = decode(header, "header")?;
+    match header.get("alg").and_then(serde_json::Value::as_str) {
+        Some(alg) if !alg.eq_ignore_ascii_case("none") && !signature.is_empty() => {}
+        _ => return Err("the signed metadata is not signed (`alg` missing or `none`)".into()),
+    }
+    decode(claims, "claims")?
+        .get("iss")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| "the signed metadata has no `iss` claim".into())
+}
+
 /// Builds a [`Server`].
 pub struct ServerBuilder {
     dir: Option<PathBuf>,

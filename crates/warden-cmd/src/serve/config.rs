@@ -273,6 +273,10 @@ pub(crate) fn resolve(
                 .map(str::to_owned),
         );
     }
+    if let Some(jwt) = &file.signed_metadata {
+        warden_server::signed_metadata_issuer(jwt)
+            .map_err(|e| format!("`signed_metadata`: {e}"))?;
+    }
     let client_certificates =
         flags.client_certificates || file.auth.client_certificates.unwrap_or(false);
     if client_certificates && tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
@@ -359,6 +363,11 @@ mod tests {
             ("watch = \"soon\"\n", "watch"),
             ("[tls]\ncert = \"c.pem\"\n", "tls.key"),
             ("[auth]\nclient_certificates = true\n", "tls.client_ca"),
+            (
+                "signed_metadata = \"eyJhbGciOiJub25lIn0.e30.\"\n",
+                "signed_metadata",
+            ),
+            ("signed_metadata = \"not a jwt\"\n", "signed_metadata"),
         ] {
             let path = file(text);
             let flags = Flags {
