@@ -197,7 +197,7 @@ pub(crate) fn matched_route(parts: &Parts) -> Option<&str> {
 }
 
 /// `("package.Service", "Method")` for a plain gRPC method path, `None` for anything else.
-fn grpc_method(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn grpc_method(path: &str) -> Option<(&str, &str)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let ident = |s: &str, dots: bool| {
         s.bytes()
@@ -325,6 +325,32 @@ fn query(query: Option<&str>) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_grpc_method_paths_name_a_method() {
+        assert_eq!(
+            grpc_method("/clinic.v1.Patients/Get"),
+            Some(("clinic.v1.Patients", "Get"))
+        );
+        assert_eq!(grpc_method("/_pkg.S/_m1"), Some(("_pkg.S", "_m1")));
+        for path in [
+            "/pkg.Service/../../admin",
+            "/pkg.Service/%2e%2e",
+            "/pkg.Service//Get",
+            "/pkg.Service/Get/",
+            "/pkg..Service/Get",
+            "/pkg.Service./Get",
+            "/.pkg/Get",
+            "/pkg.Service/Get.x",
+            "/1pkg/Get",
+            "pkg.Service/Get",
+            "/pkg.Service",
+            "/",
+            "",
+        ] {
+            assert_eq!(grpc_method(path), None, "{path}");
+        }
+    }
 
     #[test]
     fn repeated_query_keys_become_arrays() {

@@ -17,7 +17,9 @@ pub(crate) const ERROR_REPLACED: &str = "error_replaced";
 
 /// An event for a request refused before any access request was built (no or bad credentials).
 pub(crate) fn refused_early(telemetry: &Telemetry, parts: &Parts, grpc: bool, started: Instant) {
-    let resource = if grpc {
+    // A gRPC path names the event only when it is a plain method path: the event never carries
+    // a name the client made up.
+    let resource = if grpc && crate::access::grpc_method(parts.uri.path()).is_some() {
         ("rpc", parts.uri.path().to_owned())
     } else {
         (
