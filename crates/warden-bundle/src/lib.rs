@@ -2,9 +2,18 @@
 //!
 //! A **bundle** is the packages of a catalog in one gzip-compressed tar archive, with a
 //! manifest naming the revision and every file's SHA-256, signed with Ed25519 (see
-//! [`format`]). [`BundleBuilder`] writes one (`warden build`); [`Verifier`] checks one before
+//! [`format`](mod@format)). [`BundleBuilder`] writes one (`warden build`); [`Verifier`] checks one before
 //! anything of it is used: a bundle that is truncated, whose files do not match their digests,
 //! whose signature does not verify, or that is unsigned while a key is configured, is refused.
+//!
+//! | feature | description | default |
+//! |---|---|---|
+//! | `http` | the HTTP(S) source ([`source::HttpSource`]: `ETag`, long polling) | yes |
+//! | `nats` | the NATS JetStream source and channel ([`source::NatsSource`], [`source::Channel`]: bundles, change notifications, status) | yes |
+//!
+//! The book's chapter "Running a fleet" describes the format, the sources and the failure
+//! modes; `warden build`, `verify`, `publish`, `status` and `warden serve --bundle` use this
+//! crate.
 //!
 //! # Example
 //!
