@@ -89,6 +89,23 @@ async fn a_fallback_decision_is_never_cached() {
     let next = pdp.decide(&request("alice")).await.unwrap();
     assert!(next.fallback.is_none() && !next.cache_hit);
     assert_eq!(inner.calls(), calls + 1);
+
+    // Again with a young stale decision (the entry dropped, not expired), which an age-bound
+    // TTL alone would let the cache keep.
+    let pdp = inner
+        .clone()
+        .with_fallback(FallbackMode::Stale {
+            max_age: Duration::from_secs(10),
+        })
+        .with_cache(CacheConfig::default().ttl(Duration::from_secs(10)));
+    pdp.decide(&request("bob")).await.unwrap();
+    pdp.clear();
+    inner.down.store(true, Ordering::SeqCst);
+    let stale = pdp.decide(&request("bob")).await.unwrap();
+    assert_eq!(stale.fallback, Some(FallbackUse::Stale));
+    inner.down.store(false, Ordering::SeqCst);
+    let next = pdp.decide(&request("bob")).await.unwrap();
+    assert!(next.fallback.is_none() && !next.cache_hit, "{next:?}");
 }
 
 #[tokio::test]
