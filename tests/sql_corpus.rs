@@ -216,6 +216,12 @@ fn corpus() -> Vec<Case> {
         case("backquoted identifiers", "SELECT `name` FROM `patients`", names.clone()).on(MY),
         case("upper-case names", "SELECT NAME FROM PATIENTS", names.clone()).on(PG_LITE),
         case("schema-qualified name", "SELECT name FROM {schema}.patients", names.clone()),
+        // Benign statements that must work.
+        case("schema-qualified column", "SELECT {schema}.patients.name FROM {schema}.patients", names.clone()),
+        case("parenthesized join", "SELECT p.name FROM (patients AS p JOIN visits AS v ON v.patient_id = p.id)", rows(vec![json!(["Ada"]), json!(["Ada"]), json!(["Bob"])])),
+        case("aliased parenthesized join", "SELECT j.name, j.reason FROM (patients AS p JOIN visits AS v ON v.patient_id = p.id) AS j", rows(vec![json!(["Ada", "checkup"]), json!(["Ada", "flu"]), json!(["Bob", "checkup"])])).on(PG),
+        case("recursive cte referring forward", "WITH RECURSIVE a AS (SELECT x FROM b), b AS (SELECT 1 AS x) SELECT p.name FROM patients p JOIN a ON a.x = p.id", rows(vec![json!(["Ada"])])).on(PG),
+        case("whole-row function over a derived table", "SELECT row_to_json(t) FROM (SELECT name, ssn FROM patients WHERE id = 1) t", rows(vec![json!([{"name": "Ada", "ssn": "*******1111"}])])).on(PG),
         // ---- attacks on reads -----------------------------------------------------------------
         case("tautology", "SELECT name FROM patients WHERE 1 = 1 OR clinic_id = 'c2'", names.clone()),
         case("string tautology", "SELECT name FROM patients WHERE name = '' OR '1' = '1'", names.clone()),

@@ -259,9 +259,13 @@ impl<'a> Walker<'a> {
                 return Err(DenyReason::Unsupported("`WITH … FROM`".into()));
             }
             // Non-recursive: a CTE sees the ones before it; its own name (and later ones) are
-            // the real relations. Recursive: it sees itself; a later name is ambiguous across
-            // databases, so it is refused.
-            let visible = if with.recursive { i + 1 } else { i };
+            // the real relations. Recursive: it sees itself, and in PostgreSQL every CTE of the
+            // list; elsewhere a later name is ambiguous across databases, so it is refused.
+            let visible = match (with.recursive, self.cfg.rules.recursive_ctes_see_all()) {
+                (true, true) => names.len(),
+                (true, false) => i + 1,
+                (false, _) => i,
+            };
             if let Some(scope) = self.ctes.last_mut() {
                 *scope = names.iter().take(visible).cloned().collect();
             }
@@ -458,12 +462,34 @@ impl<'a> Walker<'a> {
                 table_with_joins,
                 alias,
             } => {
-                if alias.is_some() {
+                let Some(alias) = alias.clone() else {
+                    return self.table_with_joins(table_with_joins);
+                };
+                if !alias.columns.is_empty() {
                     return Err(DenyReason::Unsupported(
-                        "an aliased parenthesized join".into(),
+                        "column aliases on a parenthesized join".into(),
                     ));
                 }
-                self.table_with_joins(table_with_joins)
+                // `(a JOIN b) AS j`: only `j` is visible outside, with the columns of both; a
+                // reference `j.c` cannot be told apart, so every column of each is read.
+                let start = self.frames.last().map_or(0, Vec::len);
+                self.table_with_joins(table_with_joins)?;
+                let inner: Vec<Var> = self
+                    .frames
+                    .last_mut()
+                    .map(|f| f.split_off(start.min(f.len())))
+                    .unwrap_or_default();
+                let mut columns = Some(Vec::new());
+                for var in &inner {
+                    self.mark_all(var.access);
+                    match (&mut columns, &var.columns) {
+                        (Some(all), Some(these)) => all.extend(these.iter().cloned()),
+                        _ => columns = None,
+                    }
+                }
+                let name = self.fold(&alias.name);
+                self.push_var(Some(name), VarKind::Other, columns, None);
+                Ok(())
             }
             _ => Err(DenyReason::Unsupported(
                 "this kind of `FROM` item (PIVOT, MATCH_RECOGNIZE, XMLTABLE, …)".into(),
@@ -1861,6 +1887,27 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
+    /// `schema.table.column` of a relation in scope becomes `table.column`: a substituted
+    /// relation is a derived table named `table`, which a schema does not qualify.
+    fn unqualify_schema(&self, expr: &mut Expr) {
+        let Expr::CompoundIdentifier(parts) = expr else {
+            return;
+        };
+        let [_, table, _] = parts.as_slice() else {
+            return;
+        };
+        let table = self.fold(table);
+        let in_scope = self
+            .frames
+            .iter()
+            .rev()
+            .find_map(|f| f.iter().find(|v| v.name == table))
+            .is_some_and(|v| v.kind == VarKind::Relation);
+        if in_scope {
+            parts.remove(0);
+        }
+    }
+
     /// Masks a reference to a masked column of the write target.
     fn mask_target(&self, expr: &mut Expr) -> R {
         let Some(masks) = &self.target_masks else {
@@ -2020,11 +2067,11 @@ impl VisitorMut for ExprVisitor<'_, '_> {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DenyReason> {
-        if self.nested == 0
-            && self.walker.rewriting()
-            && let Err(reason) = self.walker.mask_target(expr)
-        {
-            return ControlFlow::Break(reason);
+        if self.nested == 0 && self.walker.rewriting() {
+            self.walker.unqualify_schema(expr);
+            if let Err(reason) = self.walker.mask_target(expr) {
+                return ControlFlow::Break(reason);
+            }
         }
         ControlFlow::Continue(())
     }

@@ -107,6 +107,11 @@ pub(crate) trait DialectRules: Send + Sync {
     fn is_system(&self, schema: &str, table: &str, qualified: bool) -> bool;
     /// Whether the database has `MERGE`.
     fn supports_merge(&self) -> bool;
+    /// Whether every CTE of a `WITH RECURSIVE` list sees every other (PostgreSQL), rather than
+    /// itself and the ones before it.
+    fn recursive_ctes_see_all(&self) -> bool {
+        false
+    }
     /// The clause that makes a derived table an optimization fence: the planner neither
     /// merges it into the outer query nor pushes the outer query's conditions into it.
     fn fence(&self) -> &'static str {
@@ -184,6 +189,9 @@ fn redact_sql(redact: &str) -> String {
 }
 
 impl DialectRules for Postgres {
+    fn recursive_ctes_see_all(&self) -> bool {
+        true
+    }
     /// `NAMEDATALEN - 1` bytes, cut at a character boundary, as PostgreSQL truncates.
     fn truncate(&self, mut name: String) -> String {
         if name.len() > 63 {
