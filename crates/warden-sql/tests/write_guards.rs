@@ -210,6 +210,7 @@ async fn reads_are_fenced_on_every_dialect_by_default() {
     }
     let unfenced = SqlPolicy::builder(Dialect::MySql)
         .default_schema("clinic")
+        .catalog(Catalog::new().with_table("clinic.patients", ["id", "clinic_id"]))
         .optimization_fence(false)
         .build()
         .unwrap();
