@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `http` | [`http`]: the `PolicyLayer` for axum, tonic and any `tower::Service<http::Request<B>>` | yes |
 //! | `axum` | the axum integration of `http` (route templates, path parameters, the `Authorized` extractor) | yes |
+//! | `jwks` | token keys from a JWKS URL or OpenID Connect discovery (`JwtVerifier`), with `http` | no |
 //! | `rego` | [`rego`]: the embedded Rego PDP on regorus | yes |
 //! | `cedar` | [`cedar`]: the embedded Cedar PDP on cedar-policy | no |
 //! | `remote` | [`remote`]: the remote PDP client (AuthZEN 1.0, OPA Data API) | no |
