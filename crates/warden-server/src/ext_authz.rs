@@ -176,7 +176,7 @@ pub(crate) async fn check(Extract(state): Shared, request: Request) -> Response 
 
 impl crate::Server {
     /// The answer to an external authorization check of the request `method` `path_and_query`
-    /// with `headers`, as the HTTP variant gives it (see the [module](self)): for the gRPC
+    /// with `headers`, as the HTTP variant at [`EXT_AUTHZ_PREFIX`] gives it: for the gRPC
     /// service of `warden-ext-authz`, which turns it into a `CheckResponse`.
     pub async fn ext_authz(
         &self,

@@ -9,8 +9,9 @@
 //! | `POST /access/v1/evaluation` | one AuthZEN access evaluation |
 //! | `POST /access/v1/evaluations` | a batch, with `options.evaluations_semantic` = `execute_all`, `deny_on_first_deny` or `permit_on_first_permit`; an item that is not a request is that item's deny, `{"decision": false, "context": {"error": …}}` |
 //! | `POST /access/v1/search/subject`, `/resource`, `/action` | AuthZEN search over the package's entity source, paginated (see below) |
-//! | `GET /.well-known/authzen-configuration` | AuthZEN metadata |
-//! | `POST /v1/data/<path>` | OPA Data API: `{"input": <access request>}` → `{"result": {"allow": …, "obligations": […], "reasons": […]}}` |
+//! | `GET /.well-known/authzen-configuration` | AuthZEN metadata, with `capabilities`, `supported_obligations` (Obligations Profile) and, if configured, `signed_metadata` |
+//! | `POST`, `GET /v1/data/<path>`, `/v1/data` | OPA's Data API as OPA serves it: the Rego document as the policy produced it (see the `opa` module docs) |
+//! | `/ext_authz/<path>` | Envoy's external authorization, HTTP variant ([`EXT_AUTHZ_PREFIX`]); the gRPC variant is the crate `warden-ext-authz` |
 //! | `GET /health` | `200` with the policy revision once policies are loaded, else `503`; says whether the last reload failed (the log says why) |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /status` | readiness, the revision in force, the last load error, and the bundle agent's status (see [`ServerBuilder::external`]) |
@@ -23,11 +24,18 @@
 //! diagnostics say `policy_error`. Error bodies never quote policy source or engine messages:
 //! those go to the log. Every answer echoes the request's `X-Request-ID`.
 //!
+//! Obligations are Obligations Profile objects (`{"id", "type", "properties"}`, see
+//! [`warden_decision::authzen::obligation_to_profile`]). Callers are authenticated when
+//! [`ServerBuilder::bearer_token`] or [`ServerBuilder::accept_client_certificates`] says so
+//! (`/health` stays open); [`Server::serve_tls`] serves over TLS with certificates reloaded
+//! from their files ([`TlsFiles`]).
+//!
 //! # Search
 //!
 //! The search endpoints decide every candidate of the package's entity source, declared in its
 //! `warden.toml` as `[search] entities = "<file>"` with `{"subjects": […], "resources": […],
-//! "actions": […]}`. Pages hold at most `page.limit` (and at most [`MAX_PAGE`]) results; a
+//! "actions": […]}`, or, in a Cedar package, `cedar_entities = true` (its stored entities) with
+//! `actions = […]`. Pages hold at most `page.limit` (and at most [`MAX_PAGE`]) results; a
 //! `page.next_token` continues, `""` ends; a follow-up must repeat the request, and one that
 //! arrives after the policies or the entities changed is a `409`, never a mix of revisions.
 //!
@@ -35,8 +43,8 @@
 //!
 //! With [`ServerBuilder::watch`], the server checks the policy directory for changes and
 //! reloads it. The new policies replace the old ones atomically; when they fail to load, the old
-//! revision keeps answering, the error is logged and `/health` shows it until a later load
-//! succeeds.
+//! revision keeps answering, the error is logged and `/health` says a reload failed (never why)
+//! until a later load succeeds.
 //!
 //! # Example
 //!
