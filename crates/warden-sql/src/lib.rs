@@ -106,6 +106,7 @@ mod catalog;
 mod dialect;
 mod error;
 mod filter;
+mod flat;
 pub mod functions;
 mod layer;
 mod mask;
