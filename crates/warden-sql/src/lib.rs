@@ -76,16 +76,21 @@
 //! `whole_row` (`SELECT t FROM t`, `row_to_json(t)`, `f(t.*)`), `unsupported` (constructs of
 //! other dialects, multi-table `UPDATE`/`DELETE`, `REPLACE` or `ON DUPLICATE KEY UPDATE` on a
 //! filtered table, `SELECT … INTO`, a relation in a position the walk does not cover, …),
-//! `unknown_columns` / `unknown_column` (masks need the catalog), `mask_unsupported`,
+//! `unknown_columns` / `unknown_column` (a guarded relation needs the catalog, and the columns
+//! obligations name must exist), `policy_mismatch` (an obligation for a relation the statement
+//! does not access), `mask_unsupported`,
 //! `obligation_unsupported`, `subject_attribute`, `filter_value`, `row_filter_violation`,
 //! `cannot_prove` (a written row whose filter columns are not literals or parameters) and
 //! `parameter`; `pdp_error` when the PDP could not decide.
 //!
 //! # Writes
 //!
-//! `UPDATE` and `DELETE` get the row filter in their `WHERE`; references to masked columns of
-//! the target read the masked value (no inference through `WHERE ssn = …`, no copying with
-//! `SET name = ssn`). New rows — `INSERT … VALUES`, the assignments of `UPDATE` and of
+//! `UPDATE` and `DELETE` get the row filter in their `WHERE`, and every condition the caller
+//! wrote over target rows (`WHERE`, `ON CONFLICT … WHERE`, `MERGE`'s `ON` and `WHEN MATCHED AND`)
+//! moves into `CASE WHEN <filter> THEN <condition> ELSE false END`, so the database never
+//! evaluates it on a row the filter removes (nor quotes such a row in an error); references to
+//! masked columns of the target read the masked value (no inference through `WHERE ssn = …`, no
+//! copying with `SET name = ssn`). New rows — `INSERT … VALUES`, the assignments of `UPDATE` and of
 //! `ON CONFLICT DO UPDATE` to filter columns — are checked against the filter when the statement
 //! runs, bind parameters included (PostgreSQL RLS `WITH CHECK`); `INSERT … SELECT` only inserts
 //! the rows that pass it; `ON CONFLICT DO UPDATE` never touches a row outside the filter;
