@@ -13,7 +13,8 @@ pub const REQUIRE: &str = "WARDEN_TEST_REQUIRE_DATABASES";
 /// the test harness does not capture), so a newcomer sees what did not run and how to run it.
 /// With `WARDEN_TEST_REQUIRE_DATABASES=1` (as `.ci/run` sets) a missing server is a failure.
 ///
-/// ```
+/// ```no_run
+/// // (Not run: with `WARDEN_TEST_REQUIRE_DATABASES=1`, as in CI, a missing variable panics.)
 /// if let Some(url) = warden_test::service_url("WARDEN_TEST_NO_SUCH_SERVER", "the example") {
 ///     println!("connecting to {url}");
 /// }
