@@ -10,6 +10,10 @@
 //! subject, route and parameters it has seen; the `new_subject` group shows the cost when it
 //! has not (every request from another subject), for information.
 //!
+//! The `rules` group puts the same request to the package with 60 and with 1,000 rules (the
+//! added rules on other routes): issue target ≤ 2× for 1,000 rules, which the scope index
+//! meets by authorizing against the rules that can apply; beside it, a raw whole-set call.
+//!
 //! The ratio line is the median of per-round ratios of alternating rounds (see `alternate`).
 //!
 //! Run: `cargo bench -p warden-benches --bench cedar_pdp -- --noplot`.
@@ -63,6 +67,44 @@ fn raw(request: &AccessRequest) -> (Request, Entities) {
         Request::new(principal, action, resource, context, None).unwrap(),
         entities,
     )
+}
+
+/// `count` rules: the clinic package's policies and generated ones, each on one route of
+/// another service with one method, as an HTTP API's rules are (a permit by role per route
+/// and method, a forbid of `DELETE` per route for all but admins).
+fn rules(count: usize) -> (CedarPdp, PolicySet) {
+    let clinic = std::fs::read_to_string(format!("{POLICY_DIR}/clinic.cedar")).unwrap();
+    let clinic_rules = PolicySet::from_str(&clinic).unwrap().policies().count();
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH"];
+    let mut generated = String::new();
+    for n in 0..count.saturating_sub(clinic_rules) {
+        let (route, method) = (n / 6, n % 6);
+        generated.push_str(&match methods.get(method) {
+            Some(method) => format!(
+                "@id(\"svc.{n}\")\npermit (principal is User, action == Action::\"{method}\", \
+                 resource == Route::\"/svc/{route}/items\")\n\
+                 when {{ principal has role && principal.role == \"role{}\" }};\n",
+                n % 7
+            ),
+            None => format!(
+                "@id(\"svc.{n}\")\nforbid (principal, action == Action::\"DELETE\", \
+                 resource == Route::\"/svc/{route}/items\")\n\
+                 unless {{ principal is User && principal has role && principal.role == \"admin\" }};\n"
+            ),
+        });
+    }
+    let read = |name: &str| std::fs::read_to_string(format!("{POLICY_DIR}/{name}")).unwrap();
+    let pdp = CedarPdp::builder()
+        .policy_id("clinic")
+        .schema(read("clinic.cedarschema"))
+        .entities_json(serde_json::from_str(&read("entities.json")).unwrap())
+        .policy("clinic.cedar", clinic.clone())
+        .policy("svc.cedar", generated.clone())
+        .build()
+        .unwrap();
+    let whole = PolicySet::from_str(&format!("{clinic}\n{generated}")).unwrap();
+    assert_eq!(pdp.policy_ids().len(), count.max(clinic_rules));
+    (pdp, whole)
 }
 
 /// Mean µs per call of `raw` and `warden`, and the median of their per-round ratios, timed
@@ -195,6 +237,54 @@ fn main() {
     );
     summary.push(format!(
         "cedar_pdp/new_subject: raw is_authorized {raw_us:.2} µs, Warden {warden_us:.2} µs, ratio {ratio:.2} (entity-set cache misses; no target)"
+    ));
+
+    // 60 rules beside 1,000 rules: the same request, the same package with more rules on
+    // other routes. The index authorizes the request against the rules of its scope only;
+    // the raw whole-set call shows what every rule costs.
+    let request = request("/clinics/{clinic_id}/patients", json!({"clinic_id": "c1"}));
+    let (cedar_request, entities) = raw(&request);
+    let (small, small_set) = rules(60);
+    let (large, large_set) = rules(1_000);
+    let expected = runtime.block_on(small.decide(&request)).unwrap();
+    let decision = runtime.block_on(large.decide(&request)).unwrap();
+    assert!(
+        decision.allowed && decision.diagnostics.is_empty(),
+        "{decision:?}"
+    );
+    assert_eq!(decision.obligations, expected.obligations);
+    let mut group = criterion.benchmark_group("cedar_pdp/rules");
+    group.bench_function("warden_60", |b| {
+        b.iter(|| black_box(runtime.block_on(small.decide(&request)).unwrap()))
+    });
+    group.bench_function("warden_1000", |b| {
+        b.iter(|| black_box(runtime.block_on(large.decide(&request)).unwrap()))
+    });
+    group.bench_function("raw_whole_set_1000", |b| {
+        b.iter(|| black_box(authorizer.is_authorized(&cedar_request, &large_set, &entities)))
+    });
+    group.finish();
+    let (small_us, large_us, ratio) = alternate(
+        || {
+            black_box(runtime.block_on(small.decide(&request)).unwrap());
+        },
+        || {
+            black_box(runtime.block_on(large.decide(&request)).unwrap());
+        },
+    );
+    summary.push(format!(
+        "cedar_pdp/rules: Warden 60 rules {small_us:.2} µs, 1,000 rules {large_us:.2} µs, ratio {ratio:.2} (target ≤ 2.00)"
+    ));
+    let (small_us, large_us, ratio) = alternate(
+        || {
+            black_box(authorizer.is_authorized(&cedar_request, &small_set, &entities));
+        },
+        || {
+            black_box(authorizer.is_authorized(&cedar_request, &large_set, &entities));
+        },
+    );
+    summary.push(format!(
+        "cedar_pdp/rules: raw is_authorized on the whole set, 60 rules {small_us:.2} µs, 1,000 rules {large_us:.2} µs, ratio {ratio:.2} (no index; for information)"
     ));
 
     criterion.final_summary();
