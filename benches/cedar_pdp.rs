@@ -10,6 +10,9 @@
 //! subject, route and parameters it has seen; the `new_subject` group shows the cost when it
 //! has not (every request from another subject), for information.
 //!
+//! The raw call authorizes against the whole policy set; Warden against the policies whose
+//! scope can hold for the request (its scope index), so its ratio can fall below 1.
+//!
 //! The `rules` group puts the same request to the package with 60 and with 1,000 rules (the
 //! added rules on other routes): issue target ≤ 2× for 1,000 rules, which the scope index
 //! meets by authorizing against the rules that can apply; beside it, a raw whole-set call.
@@ -142,7 +145,26 @@ fn alternate(mut raw: impl FnMut(), mut warden: impl FnMut()) -> (f64, f64, f64)
     (per(raw_total), per(warden_total), median)
 }
 
+/// `CEDAR_PDP_RULES=<rules>:<decisions>` makes the bench only load `rules` rules and make
+/// `decisions` decisions of the `rules` group's request, for instruction counts under
+/// valgrind (the difference between two decision counts is the cost of the decisions).
+fn count_only(spec: &str) {
+    let (rules_count, decisions) = spec.split_once(':').unwrap();
+    let (pdp, _) = rules(rules_count.parse().unwrap());
+    let request = request("/clinics/{clinic_id}/patients", json!({"clinic_id": "c1"}));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(runtime.block_on(pdp.decide(&request)).unwrap().allowed);
+    for _ in 0..decisions.parse::<u32>().unwrap() {
+        black_box(runtime.block_on(pdp.decide(&request)).unwrap());
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("CEDAR_PDP_RULES") {
+        return count_only(&spec);
+    }
     let pdp = CedarPdp::from_dir(POLICY_DIR).unwrap();
     let source = std::fs::read_to_string(format!("{POLICY_DIR}/clinic.cedar")).unwrap();
     let policies = PolicySet::from_str(&source).unwrap();
