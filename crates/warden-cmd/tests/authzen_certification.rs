@@ -10,60 +10,14 @@
     reason = "test helpers fail loudly"
 )]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `warden serve` on a free port, killed on drop.
-struct Serving {
-    child: Child,
-    addr: String,
-}
-
-impl Serving {
-    fn start(policy: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .current_dir(root())
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--watch",
-                "0s",
-                "--policy",
-                policy,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Self { child, addr }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::{Serving, root};
 
 struct Answer {
     status: u16,
@@ -301,9 +255,9 @@ fn every_certification_level_passes_on_rego_and_cedar() {
     );
     let mut failures = Vec::new();
     for engine in ["rego", "cedar"] {
-        let server = Serving::start(&format!("tests/authzen/fixture-{engine}"));
+        let server = Serving::policy(&format!("tests/authzen/fixture-{engine}"), "0s");
         for case in cases {
-            if let Err(why) = run(&server.addr, case) {
+            if let Err(why) = run(server.addr(), case) {
                 failures.push(format!("{engine} {}: {why}", case["id"]));
             }
         }
@@ -326,14 +280,14 @@ fn the_interop_decision_files_pass_on_rego_and_cedar() {
     let mut failures = Vec::new();
     let mut decided = 0;
     for engine in ["rego", "cedar"] {
-        let server = Serving::start(&format!("tests/authzen/todo-{engine}"));
+        let server = Serving::policy(&format!("tests/authzen/todo-{engine}"), "0s");
         let json = [("Content-Type", "application/json")];
         for set in sets {
             let name = set["name"].as_str().unwrap();
             let cases = set["cases"].as_array().unwrap();
             for (index, case) in cases.iter().enumerate() {
                 let answer = exchange(
-                    &server.addr,
+                    server.addr(),
                     "POST",
                     "/access/v1/evaluation",
                     &json,
@@ -349,7 +303,7 @@ fn the_interop_decision_files_pass_on_rego_and_cedar() {
             }
             let batch = json!({"evaluations": cases.iter().map(|c| c["request"].clone()).collect::<Vec<_>>()});
             let answer = exchange(
-                &server.addr,
+                server.addr(),
                 "POST",
                 "/access/v1/evaluations",
                 &json,
@@ -382,12 +336,12 @@ fn the_search_interop_passes_on_rego_and_cedar() {
     let mut failures = Vec::new();
     let mut searched = 0;
     for engine in ["rego", "cedar"] {
-        let server = Serving::start(&format!("tests/authzen/search-{engine}"));
+        let server = Serving::policy(&format!("tests/authzen/search-{engine}"), "0s");
         for set in interop["sets"].as_array().unwrap() {
             let kind = set["name"].as_str().unwrap();
             for (index, case) in set["cases"].as_array().unwrap().iter().enumerate() {
                 let answer = exchange(
-                    &server.addr,
+                    server.addr(),
                     "POST",
                     &format!("/access/v1/search/{kind}"),
                     &[("Content-Type", "application/json")],

@@ -5,21 +5,13 @@
     reason = "test helpers fail loudly"
 )]
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write as _;
+use std::process::{Output, Stdio};
 
 use serde_json::{Value, json};
 
-fn warden() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
-    command.current_dir(root());
-    command
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::{Serving, warden};
 
 fn nurse(clinic: &str) -> String {
     json!({
@@ -124,66 +116,17 @@ fn eval_exits_by_the_scheme_on_errors_with_a_message() {
     }
 }
 
-/// `warden serve` on a free port, stopped with SIGTERM when dropped.
-struct Serving {
-    child: Child,
-    url: String,
-}
-
-impl Serving {
-    fn start(policy: &str) -> Self {
-        let mut child = warden()
-            .args([
-                "serve",
-                "--policy",
-                policy,
-                "--addr",
-                "127.0.0.1:0",
-                "--watch",
-                "0s",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_owned();
-        assert!(
-            line.contains("serving policy clinic at revision 1.0.0+sha256."),
-            "{line}"
-        );
-        Self { child, url }
-    }
-
-    fn stop(mut self) -> Output {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn serve_answers_eval_remote_and_stops_on_sigterm() {
     for policy in ["policies/clinic", "policies/clinic-cedar"] {
-        let server = Serving::start(policy);
+        let server = Serving::policy(policy, "0s");
+        assert!(
+            server
+                .line
+                .contains("serving policy clinic at revision 1.0.0+sha256."),
+            "{}",
+            server.line
+        );
         let permit = eval_stdin(&["--remote", &server.url], &nurse("c1"));
         assert_eq!(permit.status.code(), Some(0), "{policy}: {permit:?}");
         assert_eq!(decision(&permit)["policy"]["id"], "clinic");

@@ -3,18 +3,11 @@
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn warden() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
-    command.current_dir(root());
-    command
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::{root, warden};
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
     let Output {

@@ -2,20 +2,13 @@
 //! rollback switches back and is logged, and only authenticated callers may ask for one.
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::Read as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn warden() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
-    command.current_dir(root());
-    command
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::{Serving, root, warden};
 
 fn scratch(name: &str) -> PathBuf {
     let dir =
@@ -32,14 +25,10 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-struct Serving {
-    child: Child,
-    url: String,
-}
-
 impl Serving {
     fn start(dir: &std::path::Path) -> Self {
-        let mut child = warden()
+        let mut command = warden();
+        command
             .arg("serve")
             .arg("--policy")
             .arg(dir.join("policy"))
@@ -47,20 +36,8 @@ impl Serving {
             .arg("--bearer-token-file")
             .arg(dir.join("tokens"))
             .env("WARDEN_LOG_FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap()
-            .to_owned();
-        Self { child, url }
+            .stderr(Stdio::piped());
+        Self::spawn(command)
     }
 
     /// Stops the server and returns what it logged.
@@ -70,13 +47,6 @@ impl Serving {
         let mut logs = String::new();
         let _ = self.child.stderr.take().unwrap().read_to_string(&mut logs);
         logs
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

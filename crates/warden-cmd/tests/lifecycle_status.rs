@@ -6,23 +6,14 @@
     reason = "test helpers fail loudly"
 )]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn warden() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
-    command.current_dir(root());
-    command
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::{Serving, root, warden};
 
 /// A copy of a package's files in a fresh temporary folder, removed on drop.
 struct Scratch(PathBuf);
@@ -173,40 +164,7 @@ fn an_exception_permits_its_scope_until_it_expires() {
     }
 }
 
-/// `warden serve` reloading every 100 ms.
-struct Serving {
-    child: Child,
-    url: String,
-}
-
 impl Serving {
-    fn start(policy: &str) -> Self {
-        let mut child = warden()
-            .args([
-                "serve",
-                "--policy",
-                policy,
-                "--addr",
-                "127.0.0.1:0",
-                "--watch",
-                "100ms",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap()
-            .to_owned();
-        Self { child, url }
-    }
-
     /// Waits until the server answers `request` with the exit status `code` at a revision other
     /// than `before`.
     fn wait_for(&self, request: &str, code: i32, before: &Value) -> Value {
@@ -225,18 +183,11 @@ impl Serving {
     }
 }
 
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn switching_the_status_takes_effect_on_reload_without_a_restart() {
     for package in PACKAGES {
         let scratch = Scratch::copy(package);
-        let server = Serving::start(scratch.path());
+        let server = Serving::policy(scratch.path(), "100ms");
         let mut d = server.wait_for(&nurse("c1"), 0, &Value::Null);
         for (status, code) in [("disabled", 1), ("shadow", 1), ("active", 0)] {
             scratch.status(status);
