@@ -86,30 +86,49 @@ impl std::fmt::Debug for PdpInstruments {
     }
 }
 
+/// A counter without attributes that reads `value` at each collection.
+fn counter(
+    meter: &Meter,
+    name: &'static str,
+    description: &'static str,
+    unit: &'static str,
+    value: impl Fn() -> u64 + Send + Sync + 'static,
+) -> ObservableCounter<u64> {
+    meter
+        .u64_observable_counter(name)
+        .with_description(description)
+        .with_unit(unit)
+        .with_callback(move |observer| observer.observe(value(), &[]))
+        .build()
+}
+
 /// Registers a PDP's call latency and failures and its breaker's state on `meter`, read from
 /// `metrics` at each collection.
 pub fn observe_pdp(meter: &Meter, metrics: &Arc<warden_decision::PdpMetrics>) -> PdpInstruments {
     let m = metrics.clone();
-    let calls = meter
-        .u64_observable_counter("warden.pdp.calls")
-        .with_description("Calls to the PDP.")
-        .with_unit("{call}")
-        .with_callback(move |o| o.observe(m.calls(), &[]))
-        .build();
+    let calls = counter(
+        meter,
+        "warden.pdp.calls",
+        "Calls to the PDP.",
+        "{call}",
+        move || m.calls(),
+    );
     let m = metrics.clone();
-    let failures = meter
-        .u64_observable_counter("warden.pdp.failures")
-        .with_description("Calls to the PDP that failed (unavailable or malformed).")
-        .with_unit("{call}")
-        .with_callback(move |o| o.observe(m.failures(), &[]))
-        .build();
+    let failures = counter(
+        meter,
+        "warden.pdp.failures",
+        "Calls to the PDP that failed (unavailable or malformed).",
+        "{call}",
+        move || m.failures(),
+    );
     let m = metrics.clone();
-    let opened = meter
-        .u64_observable_counter("warden.breaker.opened")
-        .with_description("How often the circuit breaker opened.")
-        .with_unit("{opening}")
-        .with_callback(move |o| o.observe(m.breaker_opened_total(), &[]))
-        .build();
+    let opened = counter(
+        meter,
+        "warden.breaker.opened",
+        "How often the circuit breaker opened.",
+        "{opening}",
+        move || m.breaker_opened_total(),
+    );
     let m = metrics.clone();
     let sum = meter
         .f64_observable_counter("warden.pdp.duration.sum")
@@ -164,19 +183,21 @@ impl Instruments {
             })
             .build();
         let m = metrics.clone();
-        let hits = meter
-            .u64_observable_counter("warden.cache.hits")
-            .with_description("Decisions served by a decision cache.")
-            .with_unit("{decision}")
-            .with_callback(move |observer| observer.observe(m.cache_hits(), &[]))
-            .build();
+        let hits = counter(
+            meter,
+            "warden.cache.hits",
+            "Decisions served by a decision cache.",
+            "{decision}",
+            move || m.cache_hits(),
+        );
         let m = metrics.clone();
-        let misses = meter
-            .u64_observable_counter("warden.cache.misses")
-            .with_description("Decisions the PDP was asked for.")
-            .with_unit("{decision}")
-            .with_callback(move |observer| observer.observe(m.cache_misses(), &[]))
-            .build();
+        let misses = counter(
+            meter,
+            "warden.cache.misses",
+            "Decisions the PDP was asked for.",
+            "{decision}",
+            move || m.cache_misses(),
+        );
         let m = metrics.clone();
         let errors = meter
             .u64_observable_counter("warden.pdp.errors")
@@ -203,12 +224,13 @@ impl Instruments {
             })
             .build();
         let m = metrics.clone();
-        let dropped = meter
-            .u64_observable_counter("warden.events.dropped")
-            .with_description("Decision events dropped because the sink was full.")
-            .with_unit("{event}")
-            .with_callback(move |observer| observer.observe(m.dropped(), &[]))
-            .build();
+        let dropped = counter(
+            meter,
+            "warden.events.dropped",
+            "Decision events dropped because the sink was full.",
+            "{event}",
+            move || m.dropped(),
+        );
         Self {
             duration,
             _observed: [decisions, hits, misses, errors, fallbacks, dropped],
