@@ -275,3 +275,26 @@ fn a_request_is_authorized_against_the_policies_of_its_scope_only() {
     );
     assert!(std::sync::Arc::ptr_eq(&first, &again));
 }
+
+#[test]
+fn the_remembered_subsets_are_bounded_and_beyond_the_bound_still_exact() {
+    let users = super::REMEMBERED + 100;
+    let text: String = (0..users)
+        .map(|n| format!("permit (principal == User::\"u{n}\", action, resource);\n"))
+        .collect();
+    let set = PolicySet::from_str(&text).unwrap();
+    let index = ScopeIndex::new(&set);
+    let entities = Entities::empty();
+    let (action, resource) = (uid("Action::\"GET\""), uid("Route::\"/\""));
+    for n in 0..users {
+        let subset = index.select(
+            &entities,
+            &uid(&format!("User::\"u{n}\"")),
+            &action,
+            &resource,
+        );
+        let ids: Vec<String> = subset.policies().map(|p| p.id().to_string()).collect();
+        assert_eq!(ids, [format!("policy{n}")]);
+    }
+    assert_eq!(index.subsets.read().unwrap().len(), super::REMEMBERED);
+}
