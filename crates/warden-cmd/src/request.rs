@@ -32,7 +32,9 @@ pub(crate) fn stdin() -> Result<String, String> {
 }
 
 fn json(flag: &str, value: &str) -> Result<Value, String> {
-    serde_json::from_str(&text(flag, value)?).map_err(|e| format!("`{flag}` is not JSON: {e}"))
+    let text = text(flag, value)?;
+    warden_decision::numbers::check(text.as_bytes()).map_err(|e| format!("`{flag}`: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("`{flag}` is not JSON: {e}"))
 }
 
 /// A subject: `type` defaults to `user`.
@@ -108,6 +110,8 @@ impl RequestArgs<'_> {
             },
             None if members.iter().all(Option::is_none) => {
                 let text = stdin()?;
+                warden_decision::numbers::check(text.as_bytes())
+                    .map_err(|e| format!("the request on standard input: {e}"))?;
                 match serde_json::from_str(&text) {
                     Ok(Value::Object(fields)) => fields,
                     Ok(_) => {

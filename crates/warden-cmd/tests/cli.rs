@@ -300,3 +300,37 @@ fn messages_name_the_flag_to_pass_not_the_api_call() {
     assert!(stderr.contains("pass `--default-schema NAME`"), "{stderr}");
     assert!(!stderr.contains("call `"), "{stderr}");
 }
+
+#[test]
+fn eval_refuses_a_number_it_would_round_into_another() {
+    let request = nurse("c1").replace(
+        r#""clinics":["c1"]"#,
+        r#""clinics":[100000000000000000001]"#,
+    );
+    assert!(request.contains("100000000000000000001"), "{request}");
+    for args in [
+        vec![
+            "eval",
+            "--policy",
+            "policies/clinic",
+            "--request",
+            request.as_str(),
+        ],
+        vec![
+            "eval",
+            "--policy",
+            "policies/clinic",
+            "--request",
+            request.as_str(),
+            "--context",
+            r#"{"amount": 0.30000000000000001}"#,
+        ],
+    ] {
+        let output = warden().args(&args).stdin(Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("cannot be represented exactly"), "{stderr}");
+    }
+    let output = eval_stdin(&["--policy", "policies/clinic"], &request);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

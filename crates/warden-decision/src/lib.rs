@@ -46,6 +46,7 @@ pub mod authzen;
 mod combine;
 mod decision;
 mod mask;
+pub mod numbers;
 mod obligation;
 mod package;
 mod pdp;

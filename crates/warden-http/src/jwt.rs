@@ -545,6 +545,7 @@ impl JwtVerifier {
             }
         }
         let claims = outcome?;
+        exact_numbers(token)?;
         self.check_issuer_and_audience(&claims)?;
         let kind = match &self.subject_type {
             SubjectType::User => None,
@@ -570,6 +571,18 @@ impl JwtVerifier {
 
 struct Decoded {
     claims: Map<String, Value>,
+}
+
+/// Refuses a token whose claims hold a number that parsing rounded into another value (an
+/// integer beyond 64 bits, a fraction with more digits than a double keeps): the policy would
+/// decide on a value the identity provider never issued.
+fn exact_numbers(token: &str) -> Result<(), TokenError> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| TokenError::Malformed)?;
+    warden_decision::numbers::check(&json).map_err(|_| TokenError::Claims)
 }
 
 /// Checks the signature and the registered claims of `token` with one key.
@@ -630,6 +643,35 @@ mod tests {
             open.verify(&token).is_ok(),
             "the original keeps its configuration"
         );
+    }
+
+    /// An HS256 token whose payload is `payload` exactly as written.
+    fn raw_hs256(payload: &str) -> String {
+        use base64::Engine as _;
+        let b64 = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        let message = format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT"}"#), b64(payload));
+        let key = jsonwebtoken::EncodingKey::from_secret(warden_test::HS256_SECRET).unwrap();
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+                .unwrap();
+        format!("{message}.{signature}")
+    }
+
+    #[test]
+    fn a_claim_the_parser_would_round_into_another_number_is_refused() {
+        let exp = TestTokens::now() + 60;
+        let ok = raw_hs256(&format!(r#"{{"sub":"a","exp":{exp},"clinics":[7,0.25]}}"#));
+        assert!(verifier().verify(&ok).is_ok());
+        for number in ["100000000000000000001", "0.30000000000000001"] {
+            let token = raw_hs256(&format!(
+                r#"{{"sub":"a","exp":{exp},"clinics":[{number}]}}"#
+            ));
+            assert_eq!(
+                verifier().verify(&token),
+                Err(TokenError::Claims),
+                "{number}"
+            );
+        }
     }
 
     #[test]

@@ -117,6 +117,13 @@ fn body_input(bytes: &[u8]) -> Result<Option<Value>, OpaError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    warden_decision::numbers::check(bytes).map_err(|e| {
+        opa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("body contains malformed input document: {e}"),
+        )
+    })?;
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         opa_error(
             StatusCode::BAD_REQUEST,

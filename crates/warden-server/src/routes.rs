@@ -157,6 +157,9 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
 }
 
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // A number the parser would round into another value is refused, never decided.
+    warden_decision::numbers::check(bytes)
+        .map_err(|e| malformed(format!("the body is not a valid request: {e}")))?;
     serde_json::from_slice(bytes)
         .map_err(|e| malformed(format!("the body is not a valid request: {e}")))
 }

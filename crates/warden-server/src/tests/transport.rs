@@ -253,3 +253,37 @@ async fn error_bodies_do_not_quote_the_engine() {
         assert!(!body.to_string().contains(leak), "{id}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_number_the_parser_would_round_is_refused_not_decided() {
+    let server = clinic();
+    // Two clinics' ids a double cannot tell apart: decided, one would pass for the other.
+    for number in ["100000000000000000001", "0.30000000000000001"] {
+        let body = nurse(PATIENT, "c1").to_string().replace(
+            r#""clinics":["c1"]"#,
+            &format!(r#""clinics":["c1",{number}]"#),
+        );
+        assert!(body.contains(number), "{body}");
+        for uri in ["/access/v1/evaluation", "/v1/data/clinic/decision"] {
+            let body = if uri.starts_with("/v1/data") {
+                format!(r#"{{"input": {body}}}"#)
+            } else {
+                body.clone()
+            };
+            let (status, _, answer) = call(&server, "POST", uri, &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri} {number}: {answer}");
+            assert!(
+                answer.to_string().contains("cannot be represented exactly"),
+                "{uri}: {answer}"
+            );
+        }
+    }
+    // The same number as a string is text, and decided.
+    let body = nurse(PATIENT, "c1").to_string().replace(
+        r#""clinics":["c1"]"#,
+        r#""clinics":["c1","100000000000000000001"]"#,
+    );
+    let (status, _, answer) = call(&server, "POST", "/access/v1/evaluation", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"], true, "{answer}");
+}
