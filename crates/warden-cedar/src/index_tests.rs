@@ -187,6 +187,9 @@ proptest! {
     ) {
         let set = policies(&specs);
         let index = ScopeIndex::new(&set);
+        let open: Vec<PolicySpec> = specs.iter().map(|&(_, p, a, r, _, i)| (true, p, a, r, 0, i)).collect();
+        let scopes_only = policies(&open);
+        let scopes_index = ScopeIndex::new(&scopes_only);
         let entities = entities(parents, levels);
         let authorizer = Authorizer::new();
         let principals = ["User::\"u0\"", "User::\"u1\"", "User::\"u2\"", "User::\"stranger\"",
@@ -209,8 +212,17 @@ proptest! {
             let indexed = authorizer.is_authorized(&request, &subset, &entities);
             prop_assert_eq!(answer(&indexed), answer(&whole), "{} {} {}\n{}", principal,
                 action, resource, set);
-            // The sub-set holds exactly the policies whose scope holds.
-            prop_assert!(subset.policies().count() <= set.policies().count());
+            // The sub-set holds exactly the policies whose scope holds: with every policy a
+            // permit without conditions, those are the policies Cedar finds satisfied.
+            let (scoped, scoped_index) = (&scopes_only, &scopes_index);
+            let satisfied = answer(&authorizer.is_authorized(&request, scoped, &entities)).1;
+            let mut selected: Vec<String> = scoped_index
+                .select(&entities, &principal, &action, &resource)
+                .policies()
+                .map(|p| p.id().to_string())
+                .collect();
+            selected.sort();
+            prop_assert_eq!(selected, satisfied);
         }
     }
 }
