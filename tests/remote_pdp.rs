@@ -584,3 +584,50 @@ async fn consistency_tokens_reach_the_server_and_old_revisions_are_refused() {
     assert!(at <= std::time::SystemTime::now());
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_pep_declaring_its_obligation_types_gets_no_permit_it_cannot_enforce() {
+    let server = clinic_server().await;
+    let text = std::fs::read_to_string(
+        warden_tests::root().join("policies/clinic/requests/doctor-full-record.json"),
+    )
+    .unwrap();
+    let record: AccessRequest = serde_json::from_str(&text).unwrap();
+
+    // Without a declaration the permit stands, with its step-up obligation.
+    let plain = RemotePdp::authzen(server.url()).build().unwrap();
+    let permit = plain.decide(&record).await.unwrap();
+    assert!(permit.allowed);
+    assert!(
+        permit
+            .obligations
+            .iter()
+            .any(|o| o.type_name() == "step_up"),
+        "{permit:?}"
+    );
+
+    // A PEP that carries out the profile's `custom` type only gets a deny saying why.
+    let custom_only = RemotePdp::authzen(server.url())
+        .supported_obligations(["custom"])
+        .build()
+        .unwrap();
+    let deny = custom_only.decide(&record).await.unwrap();
+    assert!(!deny.allowed, "{deny:?}");
+    assert!(
+        deny.reasons.iter().any(|r| r.message.contains("step-up")),
+        "{deny:?}"
+    );
+    // Batches declare it too.
+    let batch = custom_only
+        .decide_batch(&[record.clone(), nurse_reads("c1")])
+        .await;
+    assert!(!batch[0].as_ref().unwrap().allowed, "{batch:?}");
+    assert!(batch[1].as_ref().unwrap().allowed, "{batch:?}");
+
+    // Both types: the permit stands.
+    let both = RemotePdp::authzen(server.url())
+        .supported_obligations(["step-up", "custom"])
+        .build()
+        .unwrap();
+    assert!(both.decide(&record).await.unwrap().allowed);
+}

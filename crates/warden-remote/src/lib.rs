@@ -163,6 +163,7 @@ pub struct RemotePdpBuilder {
     semantic: EvaluationsSemantic,
     revalidate: Duration,
     watch: Option<bool>,
+    supported_obligations: Option<Vec<String>>,
 }
 
 impl RemotePdpBuilder {
@@ -178,7 +179,23 @@ impl RemotePdpBuilder {
             semantic: EvaluationsSemantic::ExecuteAll,
             revalidate: DEFAULT_REVALIDATE,
             watch: None,
+            supported_obligations: None,
         }
+    }
+
+    /// Declares with every AuthZEN request the obligation types of the AuthZEN Obligations
+    /// Profile that the PEP behind this client carries out, as `context.supported_obligations`
+    /// (for Warden's PEPs `["step-up", "custom"]`): a PDP that speaks the profile then answers
+    /// no permit the PEP could not enforce, but a deny that says which type was missing. A
+    /// request that names its own list keeps it. Not sent over OPA's Data API.
+    #[must_use]
+    pub fn supported_obligations<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.supported_obligations = Some(types.into_iter().map(Into::into).collect());
+        self
     }
 
     /// Whether to keep a revision watch open on the PDP (`GET <base>/v1/revision`, see
@@ -304,6 +321,7 @@ impl RemotePdpBuilder {
             max_response_bytes: self.max_response_bytes,
             semantic: self.semantic,
             revisions: watch::Revisions::new(self.revalidate, watched),
+            supported_obligations: self.supported_obligations,
         });
         if watched {
             watch::spawn(Arc::downgrade(&inner), absolute(&self.base, REVISION_PATH));
@@ -331,6 +349,8 @@ struct Inner {
     semantic: EvaluationsSemantic,
     /// The revisions answers and the watch named.
     revisions: watch::Revisions,
+    /// The profile's obligation types to declare in each AuthZEN request's context.
+    supported_obligations: Option<Vec<String>>,
 }
 
 /// An answer's body and what came with it.
@@ -535,11 +555,31 @@ impl RemotePdp {
         }
     }
 
+    /// `request`, with the configured `supported_obligations` in its context unless it names
+    /// its own.
+    fn declaring<'r>(&self, request: &'r AccessRequest) -> std::borrow::Cow<'r, AccessRequest> {
+        match &self.inner.supported_obligations {
+            Some(types) if !request.context.contains_key("supported_obligations") => {
+                let mut declared = request.clone();
+                declared.context.insert(
+                    "supported_obligations".into(),
+                    types
+                        .iter()
+                        .cloned()
+                        .map(serde_json::Value::String)
+                        .collect(),
+                );
+                std::borrow::Cow::Owned(declared)
+            }
+            _ => std::borrow::Cow::Borrowed(request),
+        }
+    }
+
     async fn decide_one(&self, request: &AccessRequest) -> Result<Decision, PdpError> {
         let token = warden_decision::min_revision(request);
         let (mut decision, answer) = match &self.inner.protocol {
             Protocol::AuthZen { evaluation, .. } => {
-                let body = serde_json::to_vec(request).map_err(encode)?;
+                let body = serde_json::to_vec(&self.declaring(request)).map_err(encode)?;
                 let answer = self.post(evaluation, body, token).await?;
                 (
                     wire::parse_evaluation(&answer.body).map_err(malformed)?,
@@ -570,8 +610,15 @@ impl RemotePdp {
             return out;
         };
         let all_failed = |error: PdpError| requests.iter().map(|_| Err(error.clone())).collect();
+        let declared: Option<Vec<AccessRequest>> =
+            self.inner.supported_obligations.as_ref().map(|_| {
+                requests
+                    .iter()
+                    .map(|r| self.declaring(r).into_owned())
+                    .collect()
+            });
         let body = match serde_json::to_vec(&wire::EvaluationsRequest::new(
-            requests,
+            declared.as_deref().unwrap_or(requests),
             self.inner.semantic,
         )) {
             Ok(body) => body,
