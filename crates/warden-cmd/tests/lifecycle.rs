@@ -4,10 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod support;
-use support::{root, warden};
+use support::{Scratch, root, warden};
 
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
     let Output {
@@ -22,32 +21,7 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// A copy of a package's files (not its subfolders) in a fresh temporary folder, removed on drop.
-struct Scratch(PathBuf);
-
 impl Scratch {
-    fn copy(package: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "warden-lifecycle-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(root().join(package)).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_file() {
-                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-            }
-        }
-        Self(dir)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-
     fn file(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
@@ -61,12 +35,6 @@ impl Scratch {
 
     fn write(&self, name: &str, text: &str) {
         std::fs::write(self.file(name), text).unwrap();
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

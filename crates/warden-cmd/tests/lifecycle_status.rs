@@ -6,41 +6,14 @@
     reason = "test helpers fail loudly"
 )]
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod support;
-use support::{Serving, root, warden};
-
-/// A copy of a package's files in a fresh temporary folder, removed on drop.
-struct Scratch(PathBuf);
+use support::{Scratch, Serving, warden};
 
 impl Scratch {
-    fn copy(package: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "warden-status-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(root().join(package)).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_file() {
-                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-            }
-        }
-        Self(dir)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-
     fn status(&self, status: &str) {
         let path = self.0.join("warden.toml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -55,12 +28,6 @@ impl Scratch {
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str(toml);
         std::fs::write(&path, text).unwrap();
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
