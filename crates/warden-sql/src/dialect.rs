@@ -129,8 +129,8 @@ pub(crate) trait DialectRules: Send + Sync {
     /// plain quoted literal cannot carry safely in every server configuration.
     fn text_from_hex(&self, hex: &str) -> Option<String>;
     /// SQL text of the mask, over [`MASK_INPUT`]; `None` when the dialect cannot do it.
-    /// `redact` is the replacement text as a SQL literal; `pads` the HMAC inner and outer
-    /// key pads in hex.
+    /// `redact` is the replacement text as a SQL literal; `pads` the names that stand for the
+    /// HMAC inner and outer key pads (hex text, bound as parameters after the rewrite).
     fn mask_sql(
         &self,
         strategy: MaskStrategy,
@@ -260,7 +260,7 @@ impl DialectRules for Postgres {
             MaskStrategy::Hash => {
                 let (inner, outer) = pads?;
                 format!(
-                    "encode(sha256(decode('{outer}', 'hex') || sha256(decode('{inner}', 'hex') || convert_to({t}, 'UTF8'))), 'hex')"
+                    "encode(sha256(decode({outer}, 'hex') || sha256(decode({inner}, 'hex') || convert_to({t}, 'UTF8'))), 'hex')"
                 )
             }
             MaskStrategy::Year => format!(
@@ -329,7 +329,7 @@ impl DialectRules for MySql {
             MaskStrategy::Hash => {
                 let (inner, outer) = pads?;
                 format!(
-                    "SHA2(CONCAT(UNHEX('{outer}'), UNHEX(SHA2(CONCAT(UNHEX('{inner}'), {t}), 256))), 256)"
+                    "SHA2(CONCAT(UNHEX({outer}), UNHEX(SHA2(CONCAT(UNHEX({inner}), {t}), 256))), 256)"
                 )
             }
             MaskStrategy::Year => format!(

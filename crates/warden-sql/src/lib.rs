@@ -112,6 +112,7 @@ mod dialect;
 mod error;
 mod filter;
 mod flat;
+pub(crate) mod keyed;
 pub mod functions;
 mod layer;
 mod mask;

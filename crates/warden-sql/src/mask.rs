@@ -13,11 +13,13 @@
 //! never shows more than half of a value. Unlike the JSON masker, which keeps separators
 //! (`***-**-6789`), the SQL masks replace every hidden character (`*******6789`); the kept
 //! characters are the same. `hash` gives exactly what [`warden_decision::Masker`] gives with the same
-//! key, so hashed values join across the HTTP and SQL PEPs; the key pads travel inside the
-//! statement, so use a key dedicated to pseudonymisation.
+//! key, so hashed values join across the HTTP and SQL PEPs. The key's pads are bind parameters
+//! of the rewritten statement, never part of its text (see [`crate::keyed`]); still, use a key
+//! dedicated to pseudonymisation.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use sqlparser::ast::{Expr, VisitMut, VisitorMut};
 use warden_decision::{Literal, MaskStrategy};
@@ -25,6 +27,7 @@ use warden_decision::{Literal, MaskStrategy};
 use crate::dialect::{DialectRules, MASK_INPUT};
 use crate::error::DenyReason;
 use crate::filter::{literal_expr, parse_expr};
+use crate::keyed::KeyPads;
 
 const REDACT_INPUT: &str = "warden_redact_text";
 
@@ -35,7 +38,8 @@ pub(crate) struct Masks {
     /// The same templates printed, for the substituted relations (spliced as text).
     texts: HashMap<MaskStrategy, String>,
     dialect: String,
-    keyed: bool,
+    /// The hash key's pads, bound as parameters wherever a template names them.
+    pads: Option<Arc<KeyPads>>,
 }
 
 impl Masks {
@@ -43,8 +47,9 @@ impl Masks {
         rules: &dyn DialectRules,
         replacement: &str,
         hash_key: Option<&[u8]>,
+        nonce: &str,
     ) -> Result<Self, String> {
-        let pads = hash_key.map(hmac_pads);
+        let pads = hash_key.map(|key| Arc::new(KeyPads::new(key, nonce)));
         if replacement.contains(MASK_INPUT) || replacement.contains(REDACT_INPUT) {
             return Err("the redact replacement may not contain Warden's placeholder names".into());
         }
@@ -56,7 +61,8 @@ impl Masks {
             let sql = rules.mask_sql(
                 strategy,
                 REDACT_INPUT,
-                pads.as_ref().map(|(i, o)| (i.as_str(), o.as_str())),
+                pads.as_ref()
+                    .map(|p| (p.inner_marker.as_str(), p.outer_marker.as_str())),
             );
             let Some(sql) = sql else { continue };
             let mut expr = parse_expr(rules, &sql)
@@ -72,14 +78,19 @@ impl Masks {
             templates,
             texts,
             dialect: rules.dialect().to_string(),
-            keyed: hash_key.is_some(),
+            pads,
         })
+    }
+
+    /// The hash key's pads, when the policy has a key.
+    pub(crate) fn pads(&self) -> Option<&Arc<KeyPads>> {
+        self.pads.as_ref()
     }
 
     fn unsupported(&self, strategy: MaskStrategy) -> DenyReason {
         DenyReason::MaskUnsupported {
             strategy: strategy.to_string(),
-            dialect: if strategy == MaskStrategy::Hash && !self.keyed {
+            dialect: if strategy == MaskStrategy::Hash && self.pads.is_none() {
                 format!("{} without a hash key", self.dialect)
             } else {
                 self.dialect.clone()
@@ -141,24 +152,6 @@ impl VisitorMut for Replace<'_> {
     }
 }
 
-/// The HMAC-SHA-256 inner and outer key pads (RFC 2104), upper-case hex.
-fn hmac_pads(key: &[u8]) -> (String, String) {
-    use sha2::Digest;
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        let digest = sha2::Sha256::digest(key);
-        for (b, d) in block.iter_mut().zip(digest.iter()) {
-            *b = *d;
-        }
-    } else {
-        for (b, k) in block.iter_mut().zip(key.iter()) {
-            *b = *k;
-        }
-    }
-    let hex = |pad: u8| -> String { block.iter().map(|b| format!("{:02X}", b ^ pad)).collect() };
-    (hex(0x36), hex(0x5c))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,7 +167,7 @@ mod tests {
             Dialect::Sqlite,
             Dialect::Generic,
         ] {
-            let masks = Masks::new(d.rules(), "[REDACTED]", Some(b"0123456789abcdef")).unwrap();
+            let masks = Masks::new(d.rules(), "[REDACTED]", Some(b"0123456789abcdef"), "warden_n").unwrap();
             for s in MaskStrategy::ALL {
                 match masks.apply(s, &column) {
                     Ok(e) => {
@@ -197,7 +190,7 @@ mod tests {
                 }
             }
         }
-        let unkeyed = Masks::new(Dialect::Postgres.rules(), "x", None).unwrap();
+        let unkeyed = Masks::new(Dialect::Postgres.rules(), "x", None, "warden_n").unwrap();
         assert_eq!(
             unkeyed
                 .apply(MaskStrategy::Hash, &column)
@@ -205,13 +198,5 @@ mod tests {
                 .code(),
             "mask_unsupported"
         );
-    }
-
-    #[test]
-    fn pads_follow_rfc_2104() {
-        let (inner, outer) = hmac_pads(b"Jefe");
-        assert!(inner.starts_with("7C5350533636"));
-        assert!(outer.starts_with("16393A395C5C"));
-        assert_eq!(inner.len(), 128);
     }
 }

@@ -19,6 +19,7 @@ use crate::dialect::{Dialect, DialectRules};
 use crate::error::{DenyReason, SqlError};
 use crate::filter::{Truth, eval, resolve};
 use crate::flat::{Flat, number_placeholders};
+use crate::keyed::{Binding, KeyPads, bind_markers};
 use crate::functions::Functions;
 use crate::mask::Masks;
 use crate::parse::{
@@ -238,7 +239,8 @@ impl SqlPolicyBuilder {
         if !(1..=MAX_RECURSION_LIMIT).contains(&self.recursion_limit) {
             return Err(ConfigError::RecursionLimit(self.recursion_limit));
         }
-        let masks = Masks::new(rules, &self.replacement, self.hash_key.as_deref())
+        let nonce = format!("warden_{}", uuid::Uuid::now_v7().simple());
+        let masks = Masks::new(rules, &self.replacement, self.hash_key.as_deref(), &nonce)
             .map_err(ConfigError::Mask)?;
         let template = |sql: &str| -> Result<Query, ConfigError> {
             let (statement, _) = parse_one(rules, sql, Limits::TEMPLATES)
@@ -264,7 +266,7 @@ impl SqlPolicyBuilder {
                 functions: self.functions,
                 masks,
                 fence,
-                nonce: format!("warden_{}", uuid::Uuid::now_v7().simple()),
+                nonce,
                 plain_template,
                 rows_template,
                 limits: Limits {
@@ -417,12 +419,26 @@ pub struct Rewrite {
     sql: Arc<str>,
     checks: Vec<Check>,
     dialect: Dialect,
+    /// The parameters the rewrite binds besides the caller's (the hash key's pads).
+    binding: Option<(Binding, Arc<KeyPads>)>,
 }
 
 impl Rewrite {
-    /// The statement to run.
+    /// The statement to run, with [`Self::params`].
     pub fn sql(&self) -> &Arc<str> {
         &self.sql
+    }
+
+    /// The parameters to bind with [`Self::sql`], given the caller's: the caller's own, unless
+    /// the rewrite binds parameters of its own (the `hash` mask binds its key's pads rather
+    /// than write them into the statement), then the caller's with those in their places. A
+    /// statement that binds pads refuses a different number of caller parameters than it
+    /// takes.
+    pub fn params(&self, caller: &[SqlValue]) -> Result<Vec<SqlValue>, DenyReason> {
+        match &self.binding {
+            None => Ok(caller.to_vec()),
+            Some((binding, pads)) => binding.params(pads, caller),
+        }
     }
 
     /// Whether the statement writes rows that must be checked against bind parameters.
@@ -719,10 +735,24 @@ impl SqlPolicy {
                 }
             }
         }
+        let mut binding = None;
+        if let Some(pads) = self.inner.masks.pads() {
+            let callers = match self.inner.dialect {
+                Dialect::Postgres => analysis.placeholders.values().max().map_or(0, |m| m + 1),
+                _ => analysis.placeholders.len(),
+            };
+            if let Some((bound, b)) =
+                bind_markers(self.inner.rules, pads, &analysis.text, &sql, callers)?
+            {
+                sql = bound;
+                binding = Some((b, pads.clone()));
+            }
+        }
         Ok(Rewrite {
             sql: sql.into(),
             checks: walker.checks,
             dialect: self.inner.dialect,
+            binding,
         })
     }
 
@@ -888,8 +918,10 @@ impl SqlPolicy {
         let (rewrite, obligations, cache_hit) =
             self.rewrite_impl(&analysis, owned, &decisions, &request.subject)?;
         rewrite.check(&request.params)?;
+        let params = rewrite.params(&request.params)?;
         Ok(Enforcement {
             statement: rewrite.sql.clone(),
+            params,
             requests,
             decisions,
             obligations,

@@ -167,6 +167,9 @@ pub struct SqlResponse {
 pub struct Enforcement {
     /// The rewritten statement.
     pub statement: Arc<str>,
+    /// The parameters to bind with `statement`: the request's, with any the rewrite binds of
+    /// its own (the `hash` mask's key pads) in their places. Bind these, not the request's.
+    pub params: Vec<SqlValue>,
     /// The access requests, one per (relation, operation).
     pub requests: Vec<AccessRequest>,
     /// The decisions, in the order of the requests (all permits).

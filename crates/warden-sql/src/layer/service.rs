@@ -278,6 +278,7 @@ where
                 "statement permitted"
             );
             request.statement = enforced.statement.to_string();
+            request.params = enforced.params;
             let subject = request.subject.id.clone();
             inner.call(request).await.map_err(|e| {
                 let error_id = uuid::Uuid::now_v7().to_string();
