@@ -13,14 +13,14 @@ use warden_decision::{
     merge_obligations,
 };
 
-use crate::analyze::{AccessBuild, Check, Config, Operation, Plan, TablePlan, Walker};
+use crate::analyze::{AccessBuild, Check, ColumnTypes, Config, Operation, Plan, TablePlan, Walker};
 use crate::catalog::Catalog;
 use crate::dialect::{Dialect, DialectRules};
 use crate::error::{DenyReason, SqlError};
 use crate::filter::{Truth, eval, resolve};
 use crate::flat::{Flat, number_placeholders};
-use crate::keyed::{Binding, KeyPads, bind_markers};
 use crate::functions::Functions;
+use crate::keyed::{Binding, KeyPads, bind_markers};
 use crate::mask::Masks;
 use crate::parse::{
     DEEP, DEFAULT_MAX_OPERATORS, DEFAULT_MAX_STATEMENT_LEN, Limits, StringSettings, on_deep_stack,
@@ -76,9 +76,33 @@ pub struct SqlPolicyBuilder {
     ansi_quotes: Option<bool>,
     cache_capacity: u64,
     fence: Option<bool>,
+    types: ColumnTypes,
 }
 
 impl SqlPolicyBuilder {
+    /// Declares the types of columns of `table` (`schema.table`, or `table` for any schema),
+    /// as the database names them (`bigint`, `varchar(20)`, `timestamp with time zone`).
+    /// Behind the optimization fence, a top-level condition of the caller's `WHERE` on such a
+    /// column that is a leakproof comparison for its type (PostgreSQL: the operators
+    /// `pg_proc.proleakproof` marks; MySQL: no conversion of a stored value) with literals or
+    /// bind parameters is copied into the substituted relation, after the row filter, so the
+    /// database can use it in an index scan; it still runs outside too. Masked columns,
+    /// functions, casts, arithmetic, `LIKE` and subqueries are never copied. Without a type only
+    /// `IS [NOT] NULL` is (SQLite, whose comparisons cannot fail, needs no types). A wrong type
+    /// can make a leaky comparison look leakproof: declare what the database reports.
+    pub fn column_types<I, C, T>(mut self, table: impl AsRef<str>, columns: I) -> Self
+    where
+        I: IntoIterator<Item = (C, T)>,
+        C: Into<String>,
+        T: Into<String>,
+    {
+        self.types.insert(
+            table.as_ref(),
+            columns.into_iter().map(|(c, t)| (c.into(), t.into())),
+        );
+        self
+    }
+
     /// Replaces the function allow-list (the dialect's default list, see
     /// [`Dialect::allowed_functions`]) with these names (`name`, `schema.name` or `prefix*`,
     /// case-insensitive).
@@ -280,6 +304,7 @@ impl SqlPolicyBuilder {
                     .then(|| moka::sync::Cache::new(self.cache_capacity)),
                 rewrites: (self.cache_capacity > 0)
                     .then(|| moka::sync::Cache::new(self.cache_capacity)),
+                types: self.types,
             }),
         })
     }
@@ -325,6 +350,7 @@ struct Inner {
     limits: Limits,
     analyses: Option<Analyses>,
     rewrites: Option<Rewrites>,
+    types: ColumnTypes,
 }
 
 impl fmt::Debug for SqlPolicy {
@@ -512,6 +538,7 @@ impl SqlPolicy {
             ansi_quotes: None,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             fence: None,
+            types: ColumnTypes::default(),
         }
     }
 
@@ -566,6 +593,7 @@ impl SqlPolicy {
             fence: self.inner.fence,
             nonce: &self.inner.nonce,
             rows_template: &self.inner.rows_template,
+            types: &self.inner.types,
         }
     }
 

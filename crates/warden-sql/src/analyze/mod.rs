@@ -28,9 +28,12 @@ use crate::mask::Masks;
 
 mod insert;
 mod merge;
+mod pushdown;
 mod scope;
 mod substitute;
 mod write;
+
+pub(crate) use pushdown::ColumnTypes;
 
 type R<T = ()> = Result<T, DenyReason>;
 
@@ -132,6 +135,8 @@ pub(crate) struct Config<'a> {
     /// The per-policy random prefix of substitution placeholders.
     pub(crate) nonce: &'a str,
     pub(crate) rows_template: &'a Query,
+    /// Declared column types, for pushing leakproof conditions into fenced relations.
+    pub(crate) types: &'a ColumnTypes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +169,8 @@ pub(crate) struct Walker<'a> {
     pub(crate) checks: Vec<Check>,
     /// The SQL text of each substituted relation, spliced in for its placeholder.
     pub(crate) substitutions: Vec<String>,
+    /// The substitutions that can take pushed conditions.
+    sites: Vec<pushdown::Site>,
     pub(crate) relations: usize,
     ctes: Vec<Vec<CteName>>,
     forbidden_ctes: Vec<Vec<String>>,
@@ -184,6 +191,7 @@ impl<'a> Walker<'a> {
             accesses: Vec::new(),
             checks: Vec::new(),
             substitutions: Vec::new(),
+            sites: Vec::new(),
             relations: 0,
             ctes: Vec::new(),
             forbidden_ctes: Vec::new(),
@@ -381,6 +389,9 @@ impl<'a> Walker<'a> {
         }
         let result = self.visit(s);
         s.from = from;
+        if result.is_ok() && self.rewriting() {
+            self.push_down(s);
+        }
         result
     }
 

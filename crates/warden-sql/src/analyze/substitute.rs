@@ -1,6 +1,7 @@
 //! Substitution: a guarded relation becomes `(SELECT <masked columns> FROM t AS
 //! warden_source WHERE <row filter> <fence>) AS <alias>`, written as SQL text.
 
+use super::pushdown::Site;
 use super::*;
 
 impl<'a> Walker<'a> {
@@ -72,15 +73,27 @@ impl<'a> Walker<'a> {
             }
             other => text.push_str(&other.to_string()),
         }
+        let mut filter_at = None;
         if let Some(filter) = &tp.filter {
             text.push_str(" WHERE ");
+            let start = text.len();
             text.push_str(
                 &self
                     .filter_expr(filter, &Ident::new(SOURCE), table)?
                     .to_string(),
             );
+            filter_at = Some((start, text.len()));
         }
         if self.cfg.fence {
+            // The caller's leakproof conditions on this relation go here (see `pushdown`).
+            self.sites.push(Site {
+                index: self.substitutions.len(),
+                table: table.clone(),
+                visible: self.fold(&outer.name),
+                renamed: !outer.columns.is_empty(),
+                filter: filter_at,
+                end: text.len(),
+            });
             text.push_str(self.cfg.rules.fence());
         }
         text.push_str(") ");
