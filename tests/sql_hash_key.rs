@@ -8,7 +8,12 @@
 //!
 //! `WARDEN_TEST_POSTGRES_URL` and `WARDEN_TEST_MYSQL_URL` name the servers; without one the
 //! database is skipped, unless `WARDEN_TEST_REQUIRE_DATABASES=1` (as in CI).
-#![expect(clippy::unwrap_used, clippy::panic, reason = "a test fails loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -18,8 +23,7 @@ use tower::{Layer, Service, ServiceExt};
 use warden_decision::{Decision, MaskStrategy, Masked, Masker, Obligation, Subject};
 use warden_sql::adapters::{DriverError, SqlxMySql, SqlxPostgres, TokioPostgres};
 use warden_sql::{
-    Catalog, Dialect, SqlPolicy, SqlPolicyLayer, SqlRequest, SqlResponse, SqlServiceError,
-    SqlValue,
+    Catalog, Dialect, SqlPolicy, SqlPolicyLayer, SqlRequest, SqlResponse, SqlServiceError, SqlValue,
 };
 use warden_test::StaticPdp;
 
@@ -102,8 +106,8 @@ fn pseudonym(name: &str) -> String {
 /// The checks of one database: `p(n)` spells its n-th (1-based) placeholder.
 async fn check(dialect: Dialect, schema: &str, service: Boxed, p: fn(usize) -> String) {
     let seen: Seen = Arc::default();
-    let guarded = SqlPolicyLayer::new(pdp(), policy(dialect, schema))
-        .layer(recording(service, seen.clone()));
+    let guarded =
+        SqlPolicyLayer::new(pdp(), policy(dialect, schema)).layer(recording(service, seen.clone()));
     let nurse = Subject::user("nina").with_property("clinic", "c1");
     let run = |sql: String, params: Vec<SqlValue>| {
         let guarded = guarded.clone();
@@ -117,7 +121,10 @@ async fn check(dialect: Dialect, schema: &str, service: Boxed, p: fn(usize) -> S
 
     // Every name of her clinic, hashed exactly as the HTTP PEP's masker hashes it.
     let all = run(
-        format!("SELECT id, name FROM patients WHERE id >= {} ORDER BY id", p(1)),
+        format!(
+            "SELECT id, name FROM patients WHERE id >= {} ORDER BY id",
+            p(1)
+        ),
         vec![SqlValue::Int(0)],
     )
     .await
@@ -141,20 +148,30 @@ async fn check(dialect: Dialect, schema: &str, service: Boxed, p: fn(usize) -> S
     )
     .await
     .unwrap();
-    assert_eq!(found.rows, vec![vec![json!(2), json!(pseudonym("Bob"))]], "{dialect}");
+    assert_eq!(
+        found.rows,
+        vec![vec![json!(2), json!(pseudonym("Bob"))]],
+        "{dialect}"
+    );
     let none = run(
         format!("SELECT id FROM patients WHERE name = {}", p(1)),
         vec![SqlValue::Text(pseudonym("Dan"))],
     )
     .await
     .unwrap();
-    assert!(none.rows.is_empty(), "{dialect}: another clinic's pseudonym");
+    assert!(
+        none.rows.is_empty(),
+        "{dialect}: another clinic's pseudonym"
+    );
 
     // Extra parameters would sit where the pads go: refused before the database.
     let before = seen.lock().unwrap().len();
     let refused = run(
         "SELECT name FROM patients".to_owned(),
-        vec![SqlValue::Text("00".repeat(64)), SqlValue::Text("00".repeat(64))],
+        vec![
+            SqlValue::Text("00".repeat(64)),
+            SqlValue::Text("00".repeat(64)),
+        ],
     )
     .await
     .unwrap_err();
@@ -228,13 +245,12 @@ async fn postgres_binds_the_key_pads_and_never_shows_them() {
     )
     .await;
     // What the server itself shows of the session's last statement (the pool keeps it open).
-    let (last,): (String,) = sqlx::query_as(
-        "SELECT query FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(&application)
-    .fetch_one(&admin)
-    .await
-    .unwrap();
+    let (last,): (String,) =
+        sqlx::query_as("SELECT query FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&application)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     assert!(last.contains("$2"), "{last}");
     assert_no_secret(&last, "pg_stat_activity");
     pool.close().await;

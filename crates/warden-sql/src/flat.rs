@@ -1,10 +1,15 @@
 //! The flat pass over a parsed statement, before the walk: the function allow-list, the count
-//! of relations the walk must match, and the placeholders with their parameter numbers.
+//! of relations the walk must match, and the placeholders with their parameter numbers; and
+//! `TABLE t` read as `SELECT * FROM t` before it.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, ObjectName, TableFactor, Value, ValueWithSpan, Visitor};
+use sqlparser::ast::{
+    Expr, ObjectName, ObjectNamePart, Query, SetExpr, Statement, Table, TableFactor, Value,
+    ValueWithSpan, VisitMut, Visitor, VisitorMut,
+};
+use sqlparser::parser::Parser;
 
 use crate::dialect::{Dialect, DialectRules};
 use crate::error::DenyReason;
@@ -186,5 +191,75 @@ impl Visitor for Flat<'_> {
                 .push((value.span.start.line, value.span.start.column, p.clone()));
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Reads `TABLE t` (PostgreSQL, MySQL 8) as the `SELECT * FROM t` it stands for, before any
+/// pass, so it is analysed and rewritten as that query. `TABLE` with no name is refused.
+pub(crate) fn table_commands_as_selects(
+    rules: &dyn DialectRules,
+    statement: &mut Statement,
+) -> Result<(), DenyReason> {
+    let mut pass = TableCommands { rules, error: None };
+    let _ = statement.visit(&mut pass);
+    pass.error.map_or(Ok(()), Err)
+}
+
+struct TableCommands<'a> {
+    rules: &'a dyn DialectRules,
+    error: Option<DenyReason>,
+}
+
+impl TableCommands<'_> {
+    fn convert(&mut self, body: &mut SetExpr) {
+        match body {
+            SetExpr::Table(t) => match self.select_star(t) {
+                Ok(select) => *body = select,
+                Err(e) => self.error = Some(e),
+            },
+            SetExpr::SetOperation { left, right, .. } => {
+                self.convert(left);
+                self.convert(right);
+            }
+            _ => {}
+        }
+    }
+
+    fn select_star(&self, t: &Table) -> Result<SetExpr, DenyReason> {
+        let Some(table) = t.table_name.clone() else {
+            return Err(DenyReason::Unsupported("`TABLE` without a table".into()));
+        };
+        let parts: Vec<ObjectNamePart> = t
+            .schema_name
+            .iter()
+            .cloned()
+            .chain([table])
+            .map(ObjectNamePart::Identifier)
+            .collect();
+        let query = Parser::new(self.rules.parser())
+            .try_with_sql("SELECT * FROM warden_table_command")
+            .and_then(|mut p| p.parse_query())
+            .map_err(|e| DenyReason::Unsupported(format!("`TABLE`: {e}")))?;
+        let mut body = *query.body;
+        if let SetExpr::Select(select) = &mut body
+            && let Some(TableFactor::Table { name, .. }) =
+                select.from.first_mut().map(|f| &mut f.relation)
+        {
+            name.0 = parts;
+            return Ok(body);
+        }
+        Err(DenyReason::Unsupported("`TABLE`".into()))
+    }
+}
+
+impl VisitorMut for TableCommands<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        self.convert(&mut query.body);
+        match self.error {
+            Some(_) => ControlFlow::Break(()),
+            None => ControlFlow::Continue(()),
+        }
     }
 }

@@ -83,15 +83,16 @@ impl Binding {
                 caller.len()
             )));
         }
-        Ok(self
-            .slots
+        self.slots
             .iter()
             .map(|slot| match slot {
-                Slot::Caller(i) => caller[*i].clone(),
-                Slot::Inner => SqlValue::Text(pads.inner.clone()),
-                Slot::Outer => SqlValue::Text(pads.outer.clone()),
+                Slot::Caller(i) => caller.get(*i).cloned().ok_or_else(|| {
+                    DenyReason::Parameter(format!("parameter {} is not bound", i + 1))
+                }),
+                Slot::Inner => Ok(SqlValue::Text(pads.inner.clone())),
+                Slot::Outer => Ok(SqlValue::Text(pads.outer.clone())),
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -271,7 +272,10 @@ mod tests {
         let (out, binding) = bind_markers(Dialect::MySql.rules(), &p, "SELECT 1", &sql, 3)
             .unwrap()
             .unwrap();
-        assert_eq!(out, "SELECT ?, f(?, ?, 'a?b'), ? FROM t\nWHERE ü = 'é' AND ? = ?");
+        assert_eq!(
+            out,
+            "SELECT ?, f(?, ?, 'a?b'), ? FROM t\nWHERE ü = 'é' AND ? = ?"
+        );
         let caller = [SqlValue::Int(10), SqlValue::Int(20), SqlValue::Int(30)];
         let params = binding.params(&p, &caller).unwrap();
         let inner = SqlValue::Text(p.inner.clone());
@@ -299,7 +303,10 @@ mod tests {
                 .unwrap();
             // Two values of the caller's own would otherwise sit where the pads go.
             let err = binding
-                .params(&p, &[SqlValue::Text("00".into()), SqlValue::Text("00".into())])
+                .params(
+                    &p,
+                    &[SqlValue::Text("00".into()), SqlValue::Text("00".into())],
+                )
                 .unwrap_err();
             assert_eq!(err.code(), "parameter", "{d}");
         }
@@ -328,6 +335,9 @@ mod tests {
     fn the_pads_never_show_in_debug_output() {
         let p = pads();
         let shown = format!("{p:?}");
-        assert!(!shown.contains(&p.inner) && !shown.contains(&p.outer), "{shown}");
+        assert!(
+            !shown.contains(&p.inner) && !shown.contains(&p.outer),
+            "{shown}"
+        );
     }
 }

@@ -32,7 +32,8 @@
 //! assert_eq!(
 //!     &*enforced.statement,
 //!     "SELECT name FROM (SELECT warden_source.\"name\" AS \"name\", CAST(NULL AS TEXT) AS \"ssn\" \
-//!      FROM patients AS warden_source WHERE warden_source.\"clinic_id\" = 'c1' OFFSET 0) AS patients \
+//!      FROM \"public\".patients AS warden_source WHERE warden_source.\"clinic_id\" = 'c1' OFFSET 0) \
+//!      AS patients \
 //!      WHERE ssn = '123-45-6789'"
 //! );
 //! assert_eq!(enforced.requests[0].resource.id, "public.patients");

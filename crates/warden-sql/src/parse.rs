@@ -272,6 +272,20 @@ const REFUSED_KEYWORDS: &[&str] = &[
     "VACUUM",
 ];
 
+/// `TABLE t` (and any set operation or `ORDER BY` after it) as one query, then at most a `;`.
+fn parse_table_command(
+    parser: &mut Parser<'_>,
+) -> Result<Vec<Statement>, sqlparser::parser::ParserError> {
+    let query = parser.parse_query()?;
+    let mut statements = vec![Statement::Query(query)];
+    let _ = parser.consume_token(&Token::SemiColon);
+    if parser.peek_token().token != Token::EOF {
+        // A second statement: let the count refuse it.
+        statements.extend(parser.parse_statements()?);
+    }
+    Ok(statements)
+}
+
 /// Parses exactly one statement, with its operator count; a failure is classified (several statements, a refused
 /// kind) when the tokens tell.
 pub(crate) fn parse_one(
@@ -295,11 +309,23 @@ pub(crate) fn parse_one(
         Ok(tokens) => {
             operators = check_operators(&tokens, limits.operators)?;
             check_lexing(rules, &tokens, &limits)?;
-            Parser::new(rules.parser())
+            let table_command = tokens
+                .iter()
+                .find(|t| !matches!(t.token, Token::Whitespace(_)))
+                .is_some_and(|t| {
+                    matches!(&t.token, Token::Word(w)
+                        if w.keyword == Keyword::TABLE && w.quote_style.is_none())
+                });
+            let mut parser = Parser::new(rules.parser())
                 .with_recursion_limit(limits.recursion)
                 .with_options(ParserOptions::new().with_unescape(false))
-                .with_tokens_with_locations(tokens)
-                .parse_statements()
+                .with_tokens_with_locations(tokens);
+            if table_command {
+                // `TABLE t` is a query the statement parser does not start with.
+                parse_table_command(&mut parser)
+            } else {
+                parser.parse_statements()
+            }
         }
         Err(e) => Err(e.into()),
     };

@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::dialect::{Dialect, DialectRules};
 use crate::error::{DenyReason, SqlError};
 use crate::filter::{Truth, eval, resolve};
-use crate::flat::{Flat, number_placeholders};
+use crate::flat::{Flat, number_placeholders, table_commands_as_selects};
 use crate::functions::Functions;
 use crate::keyed::{Binding, KeyPads, bind_markers};
 use crate::mask::Masks;
@@ -74,6 +74,7 @@ pub struct SqlPolicyBuilder {
     max_operators: usize,
     backslash_escapes: Option<bool>,
     ansi_quotes: Option<bool>,
+    lower_case_table_names: Option<u8>,
     cache_capacity: u64,
     fence: Option<bool>,
     types: ColumnTypes,
@@ -228,6 +229,17 @@ impl SqlPolicyBuilder {
             .ansi_quotes(settings.ansi_quotes)
     }
 
+    /// MySQL's `lower_case_table_names`, as the server has it (read it with
+    /// `SqlxMySql::lower_case_table_names`). With 1 or 2 the server compares table and database
+    /// names without regard to case, as the PEP does; with 0 (the default on Linux) `Patients`
+    /// and `patients` are different tables, so unless the setting is known to be 1 or 2, a table
+    /// or database name with upper-case letters is refused rather than resolved to the wrong
+    /// table.
+    pub fn lower_case_table_names(mut self, value: u8) -> Self {
+        self.lower_case_table_names = Some(value);
+        self
+    }
+
     /// Whether MySQL reads `"…"` as an identifier (`ANSI_QUOTES` in `sql_mode`). Unless it is
     /// known to be off, double-quoted strings are refused in MySQL statements.
     pub fn ansi_quotes(mut self, ansi: bool) -> Self {
@@ -291,6 +303,8 @@ impl SqlPolicyBuilder {
                 masks,
                 fence,
                 nonce,
+                table_names_fold: self.dialect != Dialect::MySql
+                    || matches!(self.lower_case_table_names, Some(1 | 2)),
                 plain_template,
                 rows_template,
                 limits: Limits {
@@ -345,6 +359,9 @@ struct Inner {
     masks: Masks,
     fence: bool,
     nonce: String,
+    /// Whether table and schema names compare without regard to case, as the PEP folds them
+    /// (not MySQL unless `lower_case_table_names` is known to be 1 or 2).
+    table_names_fold: bool,
     plain_template: Query,
     rows_template: Query,
     limits: Limits,
@@ -535,6 +552,7 @@ impl SqlPolicy {
             max_len: DEFAULT_MAX_STATEMENT_LEN,
             max_operators: DEFAULT_MAX_OPERATORS,
             backslash_escapes: None,
+            lower_case_table_names: None,
             ansi_quotes: None,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             fence: None,
@@ -592,6 +610,7 @@ impl SqlPolicy {
             plain_template: &self.inner.plain_template,
             fence: self.inner.fence,
             nonce: &self.inner.nonce,
+            table_names_fold: self.inner.table_names_fold,
             rows_template: &self.inner.rows_template,
             types: &self.inner.types,
         }
@@ -612,6 +631,7 @@ impl SqlPolicy {
         deep: bool,
     ) -> Result<Analysis, SqlError> {
         let rules = self.inner.rules;
+        table_commands_as_selects(rules, &mut statement)?;
         let mut flat = Flat {
             functions: &self.inner.functions,
             rules,

@@ -568,7 +568,8 @@ async fn prints_from_the_parsed_statement_only() {
     let sql = enforce(&p, "select id /* ; drop table x */ from visits -- trailing")
         .await
         .unwrap();
-    assert_eq!(sql, "SELECT id FROM visits");
+    // Every relation is named with the schema it was resolved to.
+    assert_eq!(sql, "SELECT id FROM \"public\".visits");
     // Literals survive exactly as written (the servers' string settings known).
     let pg = configured(Dialect::Postgres)
         .backslash_escapes(false)
@@ -577,7 +578,10 @@ async fn prints_from_the_parsed_statement_only() {
     let sql = enforce(&pg, r"SELECT 'it''s', 'a\b', $q$x'y$q$ FROM visits")
         .await
         .unwrap();
-    assert_eq!(sql, r"SELECT 'it''s', 'a\b', $q$x'y$q$ FROM visits");
+    assert_eq!(
+        sql,
+        r#"SELECT 'it''s', 'a\b', $q$x'y$q$ FROM "public".visits"#
+    );
     let my = configured(Dialect::MySql)
         .backslash_escapes(true)
         .build()
@@ -585,7 +589,7 @@ async fn prints_from_the_parsed_statement_only() {
     let sql = enforce(&my, r"SELECT 'x\\', ' OR 1=1 -- ' FROM visits")
         .await
         .unwrap();
-    assert_eq!(sql, r"SELECT 'x\\', ' OR 1=1 -- ' FROM visits");
+    assert_eq!(sql, r"SELECT 'x\\', ' OR 1=1 -- ' FROM `clinic`.visits");
 }
 
 fn configured(dialect: Dialect) -> crate::SqlPolicyBuilder {

@@ -60,6 +60,21 @@ impl SqlxMySql {
         })
     }
 
+    /// The server's `lower_case_table_names` (0: table names are case-sensitive, 1 and 2: they
+    /// are not), for
+    /// [`SqlPolicyBuilder::lower_case_table_names`](crate::SqlPolicyBuilder::lower_case_table_names).
+    pub async fn lower_case_table_names(&self) -> Result<u8, DriverError> {
+        let row = sqlx::query("SELECT CAST(@@lower_case_table_names AS CHAR)")
+            .fetch_one(&self.pool)
+            .await?;
+        let value: String = row.try_get_unchecked(0)?;
+        value.trim().parse().map_err(|_| {
+            DriverError::new(format!(
+                "lower_case_table_names is `{value}`, not 0, 1 or 2"
+            ))
+        })
+    }
+
     /// The columns of every table and view of the current database, from
     /// `information_schema`, keyed `database.table` in lower case.
     pub async fn load_catalog(&self) -> Result<Catalog, DriverError> {

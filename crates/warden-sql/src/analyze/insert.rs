@@ -39,6 +39,9 @@ impl<'a> Walker<'a> {
         }
         let alias = i.table_alias.as_ref().map(|a| a.alias.clone());
         let (table, qualifier) = self.write_target(&name, alias.as_ref())?;
+        if let TableObject::TableName(name) = &mut i.table {
+            self.qualify(name, &table);
+        }
         let mut columns: Vec<String> = i
             .columns
             .iter()

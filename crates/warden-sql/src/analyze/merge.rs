@@ -26,6 +26,9 @@ impl<'a> Walker<'a> {
         };
         let (name, alias) = (name.clone(), alias.as_ref().map(|a| a.name.clone()));
         let (table, qualifier) = self.write_target(&name, alias.as_ref())?;
+        if let TableFactor::Table { name, .. } = &mut m.table {
+            self.qualify(name, &table);
+        }
         self.table_factor(&mut m.source)?;
         if !self.rewriting() {
             for clause in &m.clauses {

@@ -134,6 +134,8 @@ pub(crate) struct Config<'a> {
     pub(crate) fence: bool,
     /// The per-policy random prefix of substitution placeholders.
     pub(crate) nonce: &'a str,
+    /// Whether the database compares table names without regard to case.
+    pub(crate) table_names_fold: bool,
     pub(crate) rows_template: &'a Query,
     /// Declared column types, for pushing leakproof conditions into fenced relations.
     pub(crate) types: &'a ColumnTypes,
@@ -544,6 +546,7 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         let table = self.table_id(&parts)?;
+        self.qualify(name, &table);
         let visible = match alias {
             Some(a) => self.fold(&a.name),
             None => table.table.clone(),

@@ -32,6 +32,19 @@ impl<'a> Walker<'a> {
     }
 
     pub(super) fn table_id(&self, parts: &[Ident]) -> R<TableId> {
+        if !self.cfg.table_names_fold
+            && let Some(p) = parts
+                .iter()
+                .find(|p| p.value.bytes().any(|b| b.is_ascii_uppercase()))
+        {
+            return Err(DenyReason::Unsupported(format!(
+                "the name `{}` has upper-case letters, and unless MySQL's \
+                 `lower_case_table_names` is known to be 1 or 2 it may name another table than \
+                 `{}` (configure `lower_case_table_names` from the server)",
+                p.value,
+                p.value.to_ascii_lowercase()
+            )));
+        }
         let (schema, table, qualified) = match parts {
             [t] => {
                 let table = self.fold(t);
@@ -57,6 +70,19 @@ impl<'a> Walker<'a> {
             return Err(DenyReason::SystemCatalog(id.id().to_owned()));
         }
         Ok(id)
+    }
+
+    /// Names a relation the statement wrote without its schema by the schema the PEP resolved
+    /// it to, so the database reads the relation that was decided on whatever the session's
+    /// `search_path` (or current database) is, and no CTE of the same name can take its place.
+    pub(super) fn qualify(&self, name: &mut ObjectName, table: &TableId) {
+        if let [only] = name.0.as_slice() {
+            let only = only.clone();
+            name.0 = vec![
+                sqlparser::ast::ObjectNamePart::Identifier(self.cfg.rules.ident(&table.schema)),
+                only,
+            ];
+        }
     }
 
     pub(super) fn catalog_columns(&self, table: &TableId) -> Option<Vec<String>> {

@@ -85,6 +85,9 @@ impl<'a> Walker<'a> {
         };
         let (name, alias) = (name.clone(), alias.as_ref().map(|a| a.name.clone()));
         let (table, qualifier) = self.write_target(&name, alias.as_ref())?;
+        if let TableFactor::Table { name, .. } = &mut u.table.relation {
+            self.qualify(name, &table);
+        }
         let written = self.assigned(&u.assignments);
         if !self.rewriting() {
             let a = self.access(&table, Operation::Update, true);
@@ -148,6 +151,14 @@ impl<'a> Walker<'a> {
         }
         let (name, alias) = (name.clone(), alias.as_ref().map(|a| a.name.clone()));
         let (table, qualifier) = self.write_target(&name, alias.as_ref())?;
+        let (FromTable::WithFromKeyword(items) | FromTable::WithoutKeyword(items)) = &mut d.from;
+        if let Some(TableWithJoins {
+            relation: TableFactor::Table { name, .. },
+            ..
+        }) = items.first_mut()
+        {
+            self.qualify(name, &table);
+        }
         if !self.rewriting() {
             self.access(&table, Operation::Delete, true);
         }

@@ -31,7 +31,7 @@
 //!     .call(SqlRequest::new("select id from visits -- all of them", Subject::user("a")))
 //!     .await
 //!     .unwrap();
-//! assert_eq!(ok.rows[0][0], "SELECT id FROM visits");
+//! assert_eq!(ok.rows[0][0], "SELECT id FROM \"main\".visits");
 //! let denied = service
 //!     .ready().await.unwrap()
 //!     .call(SqlRequest::new("DROP TABLE visits", Subject::user("a")))
