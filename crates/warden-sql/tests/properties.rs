@@ -3,7 +3,12 @@
 //! * the rewritten statement always parses again (as exactly one statement);
 //! * with row filters, a query that only narrows (no `NOT EXISTS`, `EXCEPT`, …) never returns a
 //!   row the original did not: the result is a sub-multiset of the original's;
-//! * with masks too, no raw masked value and no row of the other clinic ever comes back.
+//! * with masks too, no raw masked value and no row of the other clinic ever comes back;
+//! * differentially, against the policy evaluated row by row (the other clinic's rows deleted
+//!   from a second copy of the data): every query, narrowing or not (`NOT EXISTS`, `EXCEPT`,
+//!   aggregates), returns exactly what the original returns on the filtered copy, and every
+//!   `UPDATE` and `DELETE` changes exactly the rows the original changes there, and no other
+//!   clinic's row.
 #![expect(clippy::unwrap_used, reason = "a test fails loudly")]
 
 use std::collections::HashMap;
@@ -309,4 +314,216 @@ fn rewritten_queries_parse_again_and_never_widen() {
         .unwrap();
     let executed = executed.get();
     assert!(executed > 100, "too few generated queries ran: {executed}");
+}
+
+// ---- differential: the rewrite against the policy applied row by row --------------------
+
+/// Any query: with whole tables filtered, none can tell the rewrite from the filtered data.
+fn any_query() -> impl Strategy<Value = String> {
+    let not_exists = predicate("v", "visits").prop_map(|a| {
+        format!("SELECT p.id FROM patients p WHERE NOT EXISTS (SELECT 1 FROM visits v WHERE v.patient_id = p.id AND {a})")
+    });
+    let except = (predicate("a", "patients"), predicate("b", "visits")).prop_map(|(a, b)| {
+        format!("SELECT a.id FROM patients a WHERE {a} EXCEPT SELECT b.patient_id FROM visits b WHERE {b}")
+    });
+    let aggregate = table().prop_flat_map(|t| {
+        (Just(t), predicate("t", t)).prop_map(|(t, p)| {
+            format!("SELECT count(*), min(t.id), max(t.clinic_id) FROM {t} t WHERE {p}")
+        })
+    });
+    let grouped = predicate("v", "visits").prop_map(|a| {
+        format!("SELECT v.reason, count(*) FROM visits v WHERE {a} GROUP BY v.reason")
+    });
+    let table_command = table().prop_map(|t| format!("TABLE {t}"));
+    prop_oneof![
+        4 => query(),
+        1 => not_exists,
+        1 => except,
+        1 => aggregate,
+        1 => grouped,
+        1 => table_command,
+    ]
+}
+
+/// Writes of the caller's conditions; none moves a row to another clinic.
+fn write() -> impl Strategy<Value = String> {
+    prop_oneof![
+        predicate("patients", "patients")
+            .prop_map(|p| format!("UPDATE patients SET name = 'X' WHERE {p}")),
+        predicate("p", "patients")
+            .prop_map(|p| format!("UPDATE patients AS p SET ssn = NULL, name = p.id WHERE {p}")),
+        predicate("visits", "visits")
+            .prop_map(|p| format!("UPDATE visits SET reason = 'moved' WHERE {p}")),
+        predicate("patients", "patients").prop_map(|p| format!("DELETE FROM patients WHERE {p}")),
+        predicate("visits", "visits").prop_map(|p| format!("DELETE FROM visits WHERE {p}")),
+    ]
+}
+
+async fn sqlite(filtered: bool) -> SqlitePool {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    for sql in FIXTURE {
+        sqlx::query(*sql).execute(&pool).await.unwrap();
+    }
+    if filtered {
+        for sql in [
+            "DELETE FROM patients WHERE clinic_id IS NOT 'c1'",
+            "DELETE FROM visits WHERE clinic_id IS NOT 'c1'",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    }
+    pool
+}
+
+async fn execute(pool: &SqlitePool, sql: &str) -> Result<u64, String> {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(|e| e.to_string())
+}
+
+async fn contents(pool: &SqlitePool) -> (Rows, Rows) {
+    (
+        fetch(pool, "SELECT * FROM patients ORDER BY id")
+            .await
+            .unwrap(),
+        fetch(pool, "SELECT * FROM visits ORDER BY id")
+            .await
+            .unwrap(),
+    )
+}
+
+fn of_clinic(rows: &Rows, table: &str, clinic: &str) -> Rows {
+    // `clinic_id` is the second column of patients, the third of visits.
+    let at = if table == "patients" { 1 } else { 2 };
+    rows.iter()
+        .filter(|r| r.get(at) == Some(&json!(clinic)))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_rewrite_reads_and_writes_exactly_what_the_policy_allows_row_by_row() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (full, filtered) = runtime.block_on(async { (sqlite(false).await, sqlite(true).await) });
+    let policy = policy();
+    let filters = PerTable(
+        Decision::permit()
+            .with_obligation(filter("patients"))
+            .with_obligation(filter("visits")),
+    );
+    let nurse = Subject::user("nina").with_property("clinic", "c1");
+    let config = Config {
+        cases: 192,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let compared = std::cell::Cell::new(0usize);
+    TestRunner::new(config.clone())
+        .run(&any_query(), |sql| {
+            runtime.block_on(async {
+                let request = SqlRequest::new(sql.clone(), nurse.clone());
+                let rewritten = policy
+                    .enforce(&filters, &request)
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("`{sql}` refused: {e}")))?;
+                // SQLite has no `TABLE t`: the filtered copy runs what it stands for.
+                let oracle = sql
+                    .strip_prefix("TABLE ")
+                    .map_or_else(|| sql.clone(), |t| format!("SELECT * FROM {t}"));
+                let want = fetch(&filtered, &oracle).await;
+                let got = fetch(&full, &rewritten.statement).await;
+                match (want, got) {
+                    (Ok(want), Ok(got)) => {
+                        prop_assert_eq!(
+                            multiset(&want),
+                            multiset(&got),
+                            "`{}` rewritten `{}`",
+                            sql,
+                            rewritten.statement
+                        );
+                        compared.set(compared.get() + 1);
+                    }
+                    (Err(_), Err(_)) => {}
+                    (w, g) => {
+                        return Err(TestCaseError::fail(format!(
+                            "`{sql}`: on the filtered data {w:?}, rewritten `{}` {g:?}",
+                            rewritten.statement
+                        )));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+    assert!(
+        compared.get() > 100,
+        "too few queries compared: {}",
+        compared.get()
+    );
+
+    let (fixture_patients, fixture_visits) = runtime.block_on(contents(&full));
+    let writes = std::cell::Cell::new(0usize);
+    TestRunner::new(config)
+        .run(&write(), |sql| {
+            runtime.block_on(async {
+                let (full, filtered) = (sqlite(false).await, sqlite(true).await);
+                let request = SqlRequest::new(sql.clone(), nurse.clone());
+                let rewritten = policy
+                    .enforce(&filters, &request)
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("`{sql}` refused: {e}")))?;
+                let want = execute(&filtered, &sql).await;
+                let got = execute(&full, &rewritten.statement).await;
+                prop_assert_eq!(
+                    &want,
+                    &got,
+                    "`{}` rewritten `{}`: rows changed",
+                    sql,
+                    rewritten.statement
+                );
+                let (patients, visits) = contents(&full).await;
+                let (want_patients, want_visits) = contents(&filtered).await;
+                prop_assert_eq!(
+                    of_clinic(&patients, "patients", "c1"),
+                    want_patients,
+                    "`{}` rewritten `{}`",
+                    sql,
+                    rewritten.statement
+                );
+                prop_assert_eq!(of_clinic(&visits, "visits", "c1"), want_visits, "`{}`", sql);
+                // The other clinic's rows are as they were.
+                prop_assert_eq!(
+                    of_clinic(&patients, "patients", "c2"),
+                    of_clinic(&fixture_patients, "patients", "c2"),
+                    "`{}` rewritten `{}` changed c2",
+                    sql,
+                    rewritten.statement
+                );
+                prop_assert_eq!(
+                    of_clinic(&visits, "visits", "c2"),
+                    of_clinic(&fixture_visits, "visits", "c2"),
+                    "`{}` changed c2",
+                    sql
+                );
+                if want.is_ok() {
+                    writes.set(writes.get() + 1);
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+    assert!(
+        writes.get() > 100,
+        "too few writes compared: {}",
+        writes.get()
+    );
 }
