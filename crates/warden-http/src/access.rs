@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use http::Method;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
 use http::request::Parts;
 use serde_json::{Map, Value};
 use warden_decision::{AccessRequest, Action, Properties, Resource, Subject};
@@ -14,6 +14,11 @@ use crate::respond::Refusal;
 
 /// The route id of a request the router matched to no route (it reached a fallback).
 pub const UNMATCHED_ROUTE: &str = "<unmatched>";
+
+/// The W3C Trace Context header (a static: looking it up by its name as a string would parse the name).
+pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The request id header.
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where the subject of a request comes from.
 #[derive(Debug, Clone, Default)]
@@ -108,12 +113,7 @@ pub(crate) fn build(
     };
     let resource = resource(parts)?;
     let mut context = Properties::new();
-    context.insert(
-        "time".into(),
-        humantime::format_rfc3339_seconds(SystemTime::now())
-            .to_string()
-            .into(),
-    );
+    context.insert("time".into(), now_rfc3339().into());
     if let Some(acr) = &strength.acr {
         context.insert("acr".into(), acr.clone().into());
     }
@@ -122,7 +122,7 @@ pub(crate) fn build(
     }
     if let Some(id) = parts
         .headers
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
     {
         context.insert("request_id".into(), id.into());
@@ -148,6 +148,26 @@ pub(crate) fn build(
         context,
     };
     Ok((request, strength))
+}
+
+/// The present time in RFC 3339 to the second, formatted once per second and thread.
+fn now_rfc3339() -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let Ok(since) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+        return humantime::format_rfc3339_seconds(now).to_string();
+    };
+    let second = since.as_secs();
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != second {
+            *text = humantime::format_rfc3339_seconds(now).to_string();
+            *at = second;
+        }
+        text.clone()
+    })
 }
 
 fn resource(parts: &mut Parts) -> Result<Resource, Refusal> {
@@ -350,6 +370,15 @@ mod tests {
         ] {
             assert_eq!(grpc_method(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn the_time_is_the_present_second() {
+        let before = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let now = now_rfc3339();
+        let after = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        assert!(before <= now && now <= after, "{before} {now} {after}");
+        assert_eq!(now.len(), "2026-12-01T16:00:00Z".len());
     }
 
     #[test]

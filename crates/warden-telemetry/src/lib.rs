@@ -34,11 +34,13 @@ mod event;
 mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;
+mod pending;
 mod recorded;
 mod sink;
 
 pub use event::{DecisionEvent, Outcome, Pep};
 pub use metrics::Metrics;
+pub use pending::{EventCounts, PendingEvent};
 pub use recorded::{
     DEFAULT_PSEUDONYM_PATHS, MIN_PSEUDONYM_KEY_LEN, PSEUDONYM_PREFIX, Pseudonymizer,
     RECORDED_REQUEST, ShortKey, recorded_request,

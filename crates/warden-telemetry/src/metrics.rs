@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::event::{DecisionEvent, Outcome, Pep};
+use crate::event::{Outcome, Pep};
+use crate::pending::EventCounts;
 
 const PEPS: [Pep; 3] = [Pep::Http, Pep::Grpc, Pep::Sql];
 /// The error classes counted as PDP errors. A `violation` is a deny the policy meant, not an
@@ -34,7 +35,7 @@ fn index<T: PartialEq>(all: &[T], item: &T) -> Option<usize> {
 }
 
 impl Metrics {
-    pub(crate) fn record(&self, event: &DecisionEvent) {
+    pub(crate) fn record(&self, event: EventCounts<'_>) {
         let pep = index(&PEPS, &event.pep);
         let outcome = index(&Outcome::ALL, &event.outcome);
         if let Some(counter) = pep
@@ -45,7 +46,6 @@ impl Metrics {
         }
         if let Some(counter) = event
             .error_class
-            .as_deref()
             .and_then(|c| index(&CLASSES, &c))
             .and_then(|i| self.errors.get(i))
         {
@@ -53,22 +53,24 @@ impl Metrics {
         }
         if let Some(counter) = event
             .fallback
-            .as_deref()
             .and_then(|f| index(&FALLBACKS, &f))
             .and_then(|i| self.fallbacks.get(i))
         {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
-            if event.latency_us <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        // One bucket per event (the first bound it is within); the exposition sums them up.
+        if let Some(bucket) = BUCKETS_US
+            .iter()
+            .position(|bound| event.latency_us <= *bound)
+            .and_then(|i| self.buckets.get(i))
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(event.latency_us, Ordering::Relaxed);
         if event.cache_hit {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
-        } else if event.decision_id.is_some() {
+        } else if event.decided {
             self.cache_misses.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -165,12 +167,13 @@ impl Metrics {
         });
         out.push_str("# HELP warden_decision_duration_seconds Time from request to verdict.\n");
         out.push_str("# TYPE warden_decision_duration_seconds histogram\n");
+        let mut within = 0;
         for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
+            within += load(bucket);
             let _ = writeln!(
                 out,
-                "warden_decision_duration_seconds_bucket{{le=\"{}\"}} {}",
+                "warden_decision_duration_seconds_bucket{{le=\"{}\"}} {within}",
                 *bound as f64 / 1e6,
-                load(bucket)
             );
         }
         let count = load(&self.count);
@@ -194,16 +197,43 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::DecisionEvent;
+
+    #[test]
+    fn the_latency_histogram_is_cumulative() {
+        let metrics = Metrics::default();
+        for latency_us in [10, 25, 26, 700, 2_000_000] {
+            let mut event = DecisionEvent::new(Pep::Http, "GET", "route", "/r", Outcome::Permit);
+            event.latency_us = latency_us;
+            metrics.record(event.counts());
+        }
+        let text = metrics.render_prometheus();
+        for (le, count) in [
+            ("0.000025", 2),
+            ("0.00005", 3),
+            ("0.0005", 3),
+            ("0.001", 4),
+            ("1", 4),
+            ("+Inf", 5),
+        ] {
+            let line = format!("warden_decision_duration_seconds_bucket{{le=\"{le}\"}} {count}\n");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        assert!(
+            text.contains("warden_decision_duration_seconds_count 5"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_violation_is_a_deny_not_a_pdp_error() {
         let metrics = Metrics::default();
         let mut deny = DecisionEvent::new(Pep::Http, "GET", "route", "/r", Outcome::Deny);
         deny.error_class = Some("violation".into());
-        metrics.record(&deny);
+        metrics.record(deny.counts());
         let mut outage = DecisionEvent::new(Pep::Http, "GET", "route", "/r", Outcome::Unavailable);
         outage.error_class = Some("pdp_unavailable".into());
-        metrics.record(&outage);
+        metrics.record(outage.counts());
         assert_eq!(metrics.decisions(Pep::Http, Outcome::Deny), 1);
         assert_eq!(metrics.errors("violation"), 0);
         assert_eq!(metrics.errors("pdp_unavailable"), 1);

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{DecisionEvent, Outcome, Pep};
 use crate::metrics::Metrics;
+use crate::pending::PendingEvent;
 
 /// Attribute names redacted by default (matched case-insensitively, as substrings).
 pub const DEFAULT_SENSITIVE_KEYS: [&str; 12] = [
@@ -57,6 +58,8 @@ impl std::error::Error for TelemetryError {}
 
 enum Message {
     Event(Box<DecisionEvent>),
+    /// Built by the writer task.
+    Pending(Box<dyn PendingEvent>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -158,6 +161,7 @@ impl TelemetryBuilder {
             .map(|meter| crate::otel::Instruments::new(&meter, &metrics));
         let sensitive = self.sensitive;
         let durable = self.durable.map(|write| (write, sensitive.clone()));
+        let pseudonyms = self.pseudonyms.clone();
         runtime.spawn(async move {
             // The writer drains the queue on a clock rather than waiting on it: a sender then
             // never wakes the writer, which on a multi-threaded runtime would cost every
@@ -167,22 +171,23 @@ impl TelemetryBuilder {
             loop {
                 tick.tick().await;
                 loop {
-                    match rx.try_recv() {
-                        Ok(Message::Event(mut event)) => {
-                            // Redacted here, off the request path, before the event leaves.
-                            redact(&mut event.attributes, &sensitive);
-                            #[cfg(feature = "otel")]
-                            if let Some(instruments) = &instruments {
-                                instruments.record(&event);
-                            }
-                            writer.write(&event);
-                        }
+                    let mut event = match rx.try_recv() {
+                        Ok(Message::Event(event)) => *event,
+                        Ok(Message::Pending(pending)) => pending.build(pseudonyms.as_ref()),
                         Ok(Message::Flush(done)) => {
                             let _ = done.send(());
+                            continue;
                         }
                         Err(mpsc::error::TryRecvError::Empty) => break,
                         Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    };
+                    // Redacted here, off the request path, before the event leaves.
+                    redact(&mut event.attributes, &sensitive);
+                    #[cfg(feature = "otel")]
+                    if let Some(instruments) = &instruments {
+                        instruments.record(&event);
                     }
+                    writer.write(&event);
                 }
             }
         });
@@ -263,7 +268,32 @@ impl Telemetry {
 
     /// Records one event.
     pub fn emit(&self, event: DecisionEvent) {
-        self.inner.metrics.record(&event);
+        self.inner.metrics.record(event.counts());
+        self.queue(event);
+    }
+
+    /// Records one event that the writer task builds (see [`PendingEvent`]): the request path
+    /// pays for the metrics and the queue, not for formatting or copying the event. With a
+    /// [durable writer](TelemetryBuilder::durable_writer) the event is built at once, since
+    /// that writer must have it before this returns.
+    pub fn emit_pending(&self, event: impl PendingEvent) {
+        self.inner.metrics.record(event.counts());
+        if self.inner.durable.is_some() {
+            let event = Box::new(event).build(self.inner.pseudonyms.as_ref());
+            return self.queue(event);
+        }
+        if self
+            .inner
+            .tx
+            .try_send(Message::Pending(Box::new(event)))
+            .is_err()
+        {
+            self.inner.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands a built, counted event to the durable writer and queues it for the writer task.
+    fn queue(&self, event: DecisionEvent) {
         if let Some((write, sensitive)) = &self.inner.durable {
             let mut redacted = event.clone();
             redact(&mut redacted.attributes, sensitive);
@@ -328,9 +358,29 @@ impl DecisionEvent {
         resource: impl Into<String>,
         outcome: Outcome,
     ) -> Self {
+        Self::new_at(
+            SystemTime::now(),
+            pep,
+            action,
+            resource_type,
+            resource,
+            outcome,
+        )
+    }
+
+    /// An event with the required fields, at `time` (a [`PendingEvent`] read the clock on the
+    /// request path; the writer task formats it).
+    pub fn new_at(
+        time: SystemTime,
+        pep: Pep,
+        action: impl Into<String>,
+        resource_type: impl Into<String>,
+        resource: impl Into<String>,
+        outcome: Outcome,
+    ) -> Self {
         Self {
             decision_id: None,
-            time: rfc3339(SystemTime::now()),
+            time: rfc3339(time),
             trace_id: None,
             span_id: None,
             pep,
@@ -470,6 +520,92 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].attributes["api_key"], "[REDACTED]");
+    }
+
+    /// A pending event that records how it was built.
+    struct Deferred {
+        latency_us: u64,
+        built_on: std::sync::mpsc::Sender<std::thread::ThreadId>,
+    }
+
+    impl PendingEvent for Deferred {
+        fn counts(&self) -> crate::EventCounts<'_> {
+            crate::EventCounts {
+                pep: Pep::Http,
+                outcome: Outcome::Deny,
+                latency_us: self.latency_us,
+                cache_hit: true,
+                decided: true,
+                error_class: Some("violation"),
+                fallback: None,
+            }
+        }
+
+        fn build(self: Box<Self>, pseudonyms: Option<&crate::Pseudonymizer>) -> DecisionEvent {
+            let _ = self.built_on.send(std::thread::current().id());
+            let mut event = DecisionEvent::new(Pep::Http, "GET", "route", "/p", Outcome::Deny);
+            event.latency_us = self.latency_us;
+            event.cache_hit = true;
+            event.decision_id = Some("d".into());
+            event.error_class = Some("violation".into());
+            event.attributes.insert("api_key".into(), "k-123".into());
+            event
+                .attributes
+                .insert("pseudonyms".into(), pseudonyms.is_some().into());
+            event
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn pending_events_are_counted_at_once_and_built_by_the_writer_task() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let key = [7_u8; crate::MIN_PSEUDONYM_KEY_LEN];
+        let telemetry = Telemetry::builder()
+            .record_requests(crate::Pseudonymizer::new(&key).unwrap())
+            .writer(move |e: &DecisionEvent| sink.lock().unwrap().push(e.clone()))
+            .build()
+            .unwrap();
+        let (built_on, built) = std::sync::mpsc::channel();
+        telemetry.emit_pending(Deferred {
+            latency_us: 30,
+            built_on,
+        });
+        assert_eq!(telemetry.metrics().decisions(Pep::Http, Outcome::Deny), 1);
+        assert_eq!(telemetry.metrics().cache_hits(), 1);
+        assert!(built.try_recv().is_err(), "not built on the request path");
+        telemetry.flush().await;
+        assert_ne!(built.recv().unwrap(), std::thread::current().id());
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].latency_us, 30);
+        assert_eq!(seen[0].attributes["api_key"], "[REDACTED]");
+        assert_eq!(seen[0].attributes["pseudonyms"], true);
+    }
+
+    #[tokio::test]
+    async fn a_durable_writer_has_pending_events_built_before_emit_returns() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let queued = Arc::new(Mutex::new(Vec::new()));
+        let queue = queued.clone();
+        let telemetry = Telemetry::builder()
+            .durable_writer(move |e: &DecisionEvent| sink.lock().unwrap().push(e.clone()))
+            .writer(move |e: &DecisionEvent| queue.lock().unwrap().push(e.clone()))
+            .build()
+            .unwrap();
+        let (built_on, built) = std::sync::mpsc::channel();
+        telemetry.emit_pending(Deferred {
+            latency_us: 5,
+            built_on,
+        });
+        assert_eq!(built.try_recv().unwrap(), std::thread::current().id());
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert_eq!(seen.lock().unwrap()[0].attributes["api_key"], "[REDACTED]");
+        assert_eq!(seen.lock().unwrap()[0].attributes["pseudonyms"], false);
+        telemetry.flush().await;
+        assert_eq!(*queued.lock().unwrap(), *seen.lock().unwrap());
+        assert_eq!(telemetry.metrics().decisions(Pep::Http, Outcome::Deny), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

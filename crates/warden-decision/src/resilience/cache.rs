@@ -10,7 +10,7 @@ use crate::decision::{Decision, DecisionId, PolicyRevision};
 use crate::pdp::{Pdp, PdpError, PdpFuture};
 use crate::request::AccessRequest;
 
-use super::canonical::cache_key;
+use super::canonical::request_key;
 use super::revision::{MIN_REVISION_CONTEXT, RevisionHistory, min_revision};
 
 /// How a [`DecisionCache`] is bounded and what it keeps.
@@ -112,7 +112,7 @@ enum Miss {
 }
 
 /// A PDP that remembers the decisions of another, keyed by a canonical form of the access
-/// request and the policy revision.
+/// request, each entry valid for the policy revision it was decided under.
 ///
 /// * Entries are dropped as soon as the inner PDP reports another revision, and a decision made
 ///   under one revision is never served under another.
@@ -252,12 +252,15 @@ impl<P: Pdp> DecisionCache<P> {
         {
             return self.decide_at_least(request, min).await;
         }
-        let key = cache_key(request, &self.config.ignore_context, &revision);
+        // The key leaves the revision out: every entry was decided under the revision its
+        // decision names (see `cacheable`), and a hit is served only under that revision.
+        let key = request_key(request, &self.config.ignore_context);
         if let Some(hit) = self.cache.get(&key).await {
             // Moka's timers are coarse: the bound is checked again on every hit.
-            if hit
-                .age(SystemTime::now())
-                .is_some_and(|age| age < self.config.ttl)
+            if super::revision::same(&hit.policy, &revision)
+                && hit
+                    .age(SystemTime::now())
+                    .is_some_and(|age| age < self.config.ttl)
             {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 let mut decision = fresh(&hit);
@@ -281,7 +284,12 @@ impl<P: Pdp> DecisionCache<P> {
             })
             .await;
         match outcome {
-            Ok(decision) => Ok(fresh(&decision)),
+            Ok(decision) if super::revision::same(&decision.policy, &revision) => {
+                Ok(fresh(&decision))
+            }
+            // Decided, or found, under another revision than this request's (the policy
+            // changed meanwhile): never served under this one.
+            Ok(_) => self.inner.decide(request).await,
             Err(miss) => match &*miss {
                 Miss::Error(error) => Err(error.clone()),
                 Miss::Uncacheable(decision) => Ok(fresh(decision)),
@@ -364,5 +372,34 @@ impl<P: Pdp> Pdp for DecisionCache<P> {
 
     fn revision(&self) -> Option<PolicyRevision> {
         self.inner.revision()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{Switch, request};
+    use super::*;
+    use crate::PdpExt;
+
+    #[tokio::test]
+    async fn an_entry_of_another_revision_is_never_served() {
+        // Revision 1 permits, revision 2 denies.
+        let inner = Switch::new();
+        let pdp = inner.clone().with_cache(CacheConfig::default());
+        *inner.revision.lock().unwrap() = "2".into();
+        assert!(!pdp.decide(&request("alice")).await.unwrap().allowed);
+        // A permit of revision 1 lands under the request's key, as one decided while the
+        // revision changed would.
+        let key = request_key(&request("alice"), &pdp.config.ignore_context);
+        let stale = Decision::permit()
+            .with_policy(PolicyRevision::new("p", "1"))
+            .made_at(SystemTime::now());
+        pdp.cache.insert(key, Arc::new(stale)).await;
+        let decision = pdp.decide(&request("alice")).await.unwrap();
+        assert!(!decision.allowed, "a decision of revision 1 served under 2");
+        assert_eq!(decision.policy.revision, "2");
+        assert!(!decision.cache_hit);
+        // Its own revision's answer is cached again.
+        assert!(pdp.decide(&request("alice")).await.unwrap().cache_hit);
     }
 }

@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use tracing::Instrument;
 use warden_decision::{AccessRequest, Decision, DecisionId, ErrorClass, PdpError, TraceContext};
-use warden_telemetry::{DecisionEvent, Outcome, Telemetry};
+use warden_telemetry::Telemetry;
 
 use super::Authorized;
 use super::layer::Config;
@@ -24,7 +24,7 @@ use crate::obligations::{self, Enforced};
 use crate::redact::{self, Redaction, Verdict};
 use crate::respond::Refusal;
 
-type Decided = (AccessRequest, Result<Decision, PdpError>);
+type Decided = (Arc<AccessRequest>, Result<Decision, PdpError>);
 type DecideFuture = Pin<Box<dyn Future<Output = Decided> + Send>>;
 
 pin_project! {
@@ -78,7 +78,7 @@ struct Due {
     decision: DecisionId,
     grpc: bool,
     /// The event to emit if the response must be withheld.
-    withheld: Option<(Telemetry, DecisionEvent)>,
+    withheld: Option<(Telemetry, events::Decided)>,
 }
 
 /// What waits for the decision: the request and the ready inner service.
@@ -138,20 +138,25 @@ fn deciding<F, S, B, ResBody>(
     pending: Pending<S, B>,
 ) -> State<F, S, B, ResBody> {
     {
+        // Shared with the `Authorized` extension and the decision event, never copied.
+        let request = Arc::new(request);
         let pdp = pending.config.pdp.clone();
         let timeout = pending.config.timeout;
         // The caller's trace goes with the decision, so a remote PDP joins it.
         let headers = &pending.parts.headers;
         let trace = headers
-            .get("traceparent")
+            .get(&crate::access::TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::parse)
-            .map(
-                |context| match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            .map(|context| {
+                match headers
+                    .get(&crate::access::X_REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                {
                     Some(id) => context.with_request_id(id),
                     None => context,
-                },
-            );
+                }
+            });
         let span = tracing::info_span!(
             "warden.decide",
             warden.pep = "http",
@@ -391,11 +396,7 @@ fn withhold<F, S, B, ResBody>(
         None => ErrorClass::ObligationUnsupported.as_str(),
     };
     if let Some((telemetry, event)) = &due.withheld {
-        let mut event = event.clone();
-        event.outcome = Outcome::Withheld;
-        event.obligations.clear();
-        event.error_class = Some(class.to_owned());
-        telemetry.emit(event);
+        telemetry.emit_pending(event.withheld(class));
     }
     let refusal = match (error_status, head) {
         (Some(status), Some(head)) => {
@@ -433,21 +434,25 @@ struct Forward<S, B> {
 
 /// Turns the PDP's answer into a request to forward or a refusal, and reports it.
 fn enforce<S, B>(
-    request: AccessRequest,
+    request: Arc<AccessRequest>,
     result: Result<Decision, PdpError>,
     pending: Pending<S, B>,
 ) -> Result<Forward<S, B>, Refusal> {
+    let result = result.map(Arc::new);
     let Some(telemetry) = pending.config.telemetry.clone() else {
         return decide(request, result, pending).map_err(|(refusal, _)| refusal);
     };
-    // The event takes what it needs before `decide` consumes the request and the decision.
-    let traceparent = events::trace_context(&pending.parts.headers);
-    let mut event = events::decided(pending.grpc, traceparent, &request, result.as_ref().ok());
-    telemetry.record_request(&mut event, &request);
+    // The event shares the request and the decision with the `Authorized` extension; the
+    // writer task builds it.
+    let mut event = events::Decided::new(
+        pending.grpc,
+        &pending.parts.headers,
+        request.clone(),
+        result.as_ref().ok().cloned(),
+    );
     let started = pending.started;
     let outcome = decide(request, result, pending);
-    events::verdict(
-        &mut event,
+    event.verdict(
         started,
         outcome
             .as_ref()
@@ -459,11 +464,11 @@ fn enforce<S, B>(
             if let Some(due) = forward.redaction.as_mut() {
                 due.withheld = Some((telemetry.clone(), event.clone()));
             }
-            telemetry.emit(event);
+            telemetry.emit_pending(event);
             Ok(forward)
         }
         Err((refusal, _)) => {
-            telemetry.emit(event);
+            telemetry.emit_pending(event);
             Err(refusal)
         }
     }
@@ -475,8 +480,8 @@ type Refused = (Refusal, Option<ErrorClass>);
 /// Turns the PDP's answer into a request to forward (with its obligations carried out) or a
 /// refusal.
 fn decide<S, B>(
-    request: AccessRequest,
-    result: Result<Decision, PdpError>,
+    request: Arc<AccessRequest>,
+    result: Result<Arc<Decision>, PdpError>,
     pending: Pending<S, B>,
 ) -> Result<Forward<S, B>, Refused> {
     let decision = match result {

@@ -33,11 +33,8 @@ pub struct Authorized {
 }
 
 impl Authorized {
-    pub(crate) fn new(decision: Decision, request: AccessRequest) -> Self {
-        Self {
-            decision: Arc::new(decision),
-            request: Arc::new(request),
-        }
+    pub(crate) fn new(decision: Arc<Decision>, request: Arc<AccessRequest>) -> Self {
+        Self { decision, request }
     }
 
     /// The decision (a permit, with the obligations the PEP carried out).
