@@ -1,11 +1,16 @@
-//! axum hello-JSON behind `PolicyLayer` (embedded Rego, no decision cache) beside bare axum.
+//! axum hello-JSON behind `PolicyLayer` (embedded Rego, with and without the decision cache)
+//! beside bare axum and beside its peer, axum-casbin (which always caches).
 //!
-//! DESIGN §9 target: throughput behind the layer ≥ 0.70 of the bare router's. Two groups:
+//! DESIGN §9 target: throughput behind the layer ≥ 0.70 of the bare router's. Issue 18,
+//! target 1: with a warm decision cache PolicyLayer takes at most axum-casbin's time per
+//! request (in-process and over loopback), and with a PDP that answers at once it adds at most
+//! 1 µs to bare axum. Two groups:
 //!
 //! - `http_layer/oneshot`: the router driven in-process with `tower::ServiceExt::oneshot`, the
 //!   subject either a `Subject` request extension or an HS256 bearer token verified by the layer;
 //! - `http_layer/loopback`: the routers served by `axum::serve` on 127.0.0.1, driven by one
-//!   keep-alive HTTP/1 connection, sequential requests, bearer token.
+//!   keep-alive HTTP/1 connection, sequential requests, bearer token (axum-casbin behind a
+//!   layer that verifies the same token with the same verifier and hands it the `role` claim).
 //!
 //! Every request reads the whole response body. After criterion's reports the bench times the
 //! pairs itself (alternating rounds, same process) and prints one `ratio` line per pair, since
@@ -41,7 +46,12 @@ use warden_decision::{CacheConfig, PdpExt, Subject};
 use warden_http::{JwtVerifier, PolicyLayer};
 use warden_rego::RegoPdp;
 use warden_telemetry::{DecisionEvent, Telemetry};
-use warden_test::TestTokens;
+use warden_test::{StaticPdp, TestTokens};
+
+#[path = "http_layer/count.rs"]
+mod count;
+#[path = "http_layer/peer.rs"]
+mod peer;
 
 /// The path every benchmarked request asks for: the clinic policy permits it to staff, with no
 /// obligation (so the bench measures deciding, not redacting).
@@ -104,6 +114,24 @@ fn with_layer_cached_telemetry(telemetry: Telemetry) -> Router {
     )
 }
 
+/// A PDP that answers every request at once with a permit: what is left is the layer's own
+/// cost (building the access request, enforcing, the decision in the extensions).
+fn with_layer_immediate() -> Router {
+    bare().layer(PolicyLayer::new(StaticPdp::permit()))
+}
+
+/// axum-casbin with the clinic's legacy rules; subjects from a `CasbinVals` extension.
+fn with_casbin(layer: axum_casbin::CasbinAxumLayer) -> Router {
+    bare().layer(layer)
+}
+
+/// axum-casbin behind the verification of an HS256 bearer token.
+fn with_casbin_jwt(layer: axum_casbin::CasbinAxumLayer) -> Router {
+    bare()
+        .layer(layer)
+        .layer(peer::BearerRoleLayer::new(verifier()))
+}
+
 /// Subjects from an HS256 bearer token the layer verifies.
 fn with_layer_jwt() -> Router {
     bare().layer(PolicyLayer::new(clinic_pdp()).jwt(verifier()))
@@ -128,6 +156,8 @@ enum Credentials {
     Subject(Subject),
     /// `Authorization: Bearer <token>`.
     Bearer(HeaderValue),
+    /// A `CasbinVals` extension (what axum-casbin reads).
+    Casbin(axum_casbin::CasbinVals),
 }
 
 impl Credentials {
@@ -147,6 +177,9 @@ impl Credentials {
             }
             Self::Bearer(value) => {
                 request.headers_mut().insert(AUTHORIZATION, value.clone());
+            }
+            Self::Casbin(vals) => {
+                request.extensions_mut().insert(vals.clone());
             }
         }
         request
@@ -261,11 +294,15 @@ struct Setup {
     layer_jwt_cached: Router,
     layer_cached_telemetry: Router,
     layer_cached_events_discarded: Router,
+    layer_immediate: Router,
+    casbin: Router,
     subject: Credentials,
     bearer: Credentials,
+    casbin_vals: Credentials,
     loop_bare: Loopback,
     loop_layer: Loopback,
     loop_layer_cached: Loopback,
+    loop_casbin: Loopback,
 }
 
 impl Setup {
@@ -302,6 +339,11 @@ impl Setup {
         let loop_layer = Loopback::new(serve(&server, with_layer_jwt()), token.clone());
         let loop_layer_cached =
             Loopback::new(serve(&server, with_layer_jwt_cached()), token.clone());
+        let casbin = server.block_on(peer::casbin_layer());
+        let loop_casbin = Loopback::new(
+            serve(&server, with_casbin_jwt(casbin.clone())),
+            token.clone(),
+        );
         let setup = Self {
             client,
             _server: server,
@@ -312,18 +354,22 @@ impl Setup {
             layer_jwt_cached: with_layer_jwt_cached(),
             layer_cached_telemetry: with_layer_cached_telemetry(telemetry),
             layer_cached_events_discarded: with_layer_cached_telemetry(discarding),
+            layer_immediate: with_layer_immediate(),
+            casbin: with_casbin(casbin),
             subject: Credentials::subject(),
             bearer: Credentials::Bearer(token),
+            casbin_vals: Credentials::Casbin(peer::doctor()),
             loop_bare,
             loop_layer,
             loop_layer_cached,
+            loop_casbin,
         };
         setup.check();
         setup
     }
 
-    /// Every variant answers 200 with the same body, and the layer does refuse, so the bench
-    /// measures the permit path of a layer that is really there.
+    /// Every variant answers 200 with the same body, and the layers that decide do refuse, so
+    /// the bench measures the permit path of a layer that is really there.
     fn check(&self) {
         self.client.block_on(async {
             let (status, want) = oneshot(&self.bare, &self.subject, PATH).await;
@@ -347,12 +393,18 @@ impl Setup {
                     &self.layer_cached_telemetry,
                     &self.subject,
                 ),
+                ("axum-casbin + CasbinVals", &self.casbin, &self.casbin_vals),
+                (
+                    "PolicyLayer + immediate permit + subject",
+                    &self.layer_immediate,
+                    &self.subject,
+                ),
             ] {
                 let (status, body) = oneshot(app, credentials, PATH).await;
                 assert_eq!(status, StatusCode::OK, "{name}");
                 assert_eq!(body, want, "{name}");
                 let (status, _) = oneshot(app, credentials, FORBIDDEN_PATH).await;
-                let want_status = if name.starts_with("bare") {
+                let want_status = if name.starts_with("bare") || name.contains("immediate permit") {
                     StatusCode::OK
                 } else {
                     StatusCode::FORBIDDEN
@@ -366,6 +418,7 @@ impl Setup {
                     "loopback PolicyLayer + cache + JWT",
                     &self.loop_layer_cached,
                 ),
+                ("loopback axum-casbin + JWT", &self.loop_casbin),
             ] {
                 let (status, body) = server.once().await;
                 assert_eq!(status, StatusCode::OK, "{name}");
@@ -396,6 +449,8 @@ fn oneshot_group(c: &mut Criterion, s: &Setup) {
             &s.layer_jwt_cached,
             &s.bearer,
         ),
+        ("policy_immediate/subject", &s.layer_immediate, &s.subject),
+        ("axum_casbin/casbin_vals", &s.casbin, &s.casbin_vals),
     ] {
         group.bench_function(name, |b| {
             b.to_async(&s.client)
@@ -414,6 +469,7 @@ fn loopback_group(c: &mut Criterion, s: &Setup) {
         ("bare/bearer", &s.loop_bare),
         ("policy_rego/jwt_hs256", &s.loop_layer),
         ("policy_rego_cached/jwt_hs256", &s.loop_layer_cached),
+        ("axum_casbin/jwt_hs256", &s.loop_casbin),
     ] {
         group.bench_function(name, |b| {
             b.to_async(&s.client).iter_custom(|iters| server.run(iters));
@@ -527,6 +583,40 @@ fn summary(s: &Setup) {
     );
 }
 
+/// PolicyLayer beside axum-casbin (warm caches on both sides) and its own cost beside bare.
+fn peer_summary(s: &Setup) {
+    peer::report_peer(
+        "http_layer/oneshot",
+        "rego + decision cache, subject extension",
+        compare(
+            &s.client,
+            ONESHOT_ITERS,
+            |n| run_oneshot(&s.casbin, &s.casbin_vals, n),
+            |n| run_oneshot(&s.layer_cached, &s.subject, n),
+        ),
+    );
+    peer::report_peer(
+        "http_layer/loopback",
+        "rego + decision cache, HS256 JWT",
+        compare(
+            &s.client,
+            LOOPBACK_ITERS,
+            |n| s.loop_casbin.run(n),
+            |n| s.loop_layer_cached.run(n),
+        ),
+    );
+    peer::report_own_cost(
+        "http_layer/oneshot",
+        "a PDP that permits at once, subject extension",
+        compare(
+            &s.client,
+            ONESHOT_ITERS,
+            |n| run_oneshot(&s.bare, &s.subject, n),
+            |n| run_oneshot(&s.layer_immediate, &s.subject, n),
+        ),
+    );
+}
+
 /// DESIGN §9: telemetry may add at most this much to a cached decision through the layer.
 const TARGET_TELEMETRY_COST: f64 = 1.10;
 
@@ -567,6 +657,9 @@ fn report_telemetry(variant: &str, off: Duration, on: Duration) {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var("HTTP_LAYER_COUNT") {
+        return count::run(&spec);
+    }
     let setup = Setup::new();
     let mut c = Criterion::default().configure_from_args();
     oneshot_group(&mut c, &setup);
@@ -576,6 +669,7 @@ fn main() {
     // benchmark once and skips the own timing.
     if std::env::args().any(|arg| arg == "--bench") {
         summary(&setup);
+        peer_summary(&setup);
         telemetry_summary(&setup);
     }
 }
