@@ -1,6 +1,7 @@
 //! Fuzzes the SQL PEP's analysis and rewrite: any input, in every dialect, must either be refused
 //! with a reason or rewritten into one statement that parses again — never panic, never hang.
-//! A rewritten read of the guarded table always carries the row filter.
+//! A rewritten read of the guarded table always carries the row filter, and the `hash` mask's
+//! key never appears in the statement text (its pads are bind parameters).
 #![no_main]
 
 use std::future::Future;
@@ -29,6 +30,23 @@ fn now<F: Future>(future: F) -> Option<F::Output> {
     }
 }
 
+const KEY: &[u8] = b"fuzz-hash-key-0123456789";
+
+/// The first bytes of the key's inner and outer pads, as hex in either case.
+fn pad_prefixes() -> Vec<String> {
+    let mut out = Vec::new();
+    for pad in [0x36u8, 0x5c] {
+        let hex: String = KEY
+            .iter()
+            .take(8)
+            .map(|b| format!("{:02x}", b ^ pad))
+            .collect();
+        out.push(hex.to_ascii_uppercase());
+        out.push(hex);
+    }
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
@@ -39,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let Ok(mask) = Obligation::from_json(json!({"type": "mask_columns", "table": "patients",
-        "columns": {"ssn": "last4"}}))
+        "columns": {"ssn": "last4", "name": "hash"}}))
     else {
         return;
     };
@@ -64,9 +82,11 @@ fuzz_target!(|data: &[u8]| {
         };
         let Ok(policy) = SqlPolicy::builder(dialect)
             .default_schema(schema)
-            .catalog(
-                Catalog::new().with_table(format!("{schema}.patients"), ["id", "clinic_id", "ssn"]),
-            )
+            .catalog(Catalog::new().with_table(
+                format!("{schema}.patients"),
+                ["id", "clinic_id", "ssn", "name"],
+            ))
+            .hash_key(KEY)
             .cache_capacity(0)
             .build()
         else {
@@ -88,6 +108,13 @@ fuzz_target!(|data: &[u8]| {
                 "rewrite of `{sql}` does not parse: {e}\n{}",
                 enforced.statement
             ),
+        }
+        for pad in pad_prefixes() {
+            assert!(
+                !enforced.statement.contains(&pad),
+                "`{sql}`: the hash key is in the statement: {}",
+                enforced.statement
+            );
         }
         let reads_patients = enforced
             .requests

@@ -1,10 +1,14 @@
 //! `warden sql rewrite` and `warden sql explain`: what the SQL PEP does to one statement.
 //!
 //! Both read one statement on stdin, analyse it, ask the policy (a Rego policy directory) and
-//! rewrite it. `rewrite` prints the statement to run (exit 0), or the reason on stderr (exit 3
-//! when denied, 2 for bad arguments or a statement that does not parse). `explain` prints the
-//! access requests, decisions and obligations, then the rewrite or the reason, with the same
-//! exit codes.
+//! rewrite it. `rewrite` prints the statement to run (exit 0), or the reason on stderr (exit 1
+//! when denied, 2 for bad arguments or a statement that does not parse, 3 for a policy or
+//! catalog that does not fit). `explain` prints the access requests, decisions and
+//! obligations, then the rewrite or the reason, with the same exit codes.
+//!
+//! A policy package extends the function allow-list with `sql-functions.txt` (every dialect)
+//! and `sql-functions.<dialect>.txt` beside its `warden.toml`: the functions its rules and
+//! its callers' statements need, in the format of the dialects' own lists.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -173,6 +177,25 @@ impl Setup {
         }
         if let Some(schema) = args.default_schema.clone().or(file_schema) {
             builder = builder.default_schema(schema);
+        }
+        for name in [
+            "sql-functions.txt".to_owned(),
+            format!("sql-functions.{}.txt", args.dialect),
+        ] {
+            let path = args.policy.join(&name);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err((
+                        Exit::Config,
+                        format!("cannot read `{}`: {e}", path.display()),
+                    ));
+                }
+            };
+            let names = warden_sql::functions::parse_list(&text)
+                .map_err(|e| (Exit::Config, format!("`{}`, {e}", path.display())))?;
+            builder = builder.allow_functions(names);
         }
         let policy = builder.build().map_err(|e| {
             let message = match e {

@@ -316,3 +316,68 @@ fn the_catalog_comes_from_the_database() {
     let other = sql_with(&["--database-url", "postgres://127.0.0.1/x"], "SELECT 1");
     assert_eq!(other.status.code(), Some(2), "{}", text(&other.stderr));
 }
+
+/// A copy of the clinic-data package with the given extra files beside its `warden.toml`.
+fn package_with(files: &[(&str, &str)]) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("warden-sql-pkg-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(root().join("policies/clinic-data")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_policy_package_extends_the_function_allow_list() {
+    let statement = "SELECT app_score(id) FROM visits";
+    let package = |files: &[(&str, &str)]| {
+        let dir = package_with(files);
+        let schema = schema_file();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["sql", "rewrite", "--policy"])
+            .arg(&dir)
+            .args(["--subject", NURSE, "--dialect", "postgres", "--schema"])
+            .arg(&schema)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let written = child.stdin.take().unwrap().write_all(statement.as_bytes());
+        if let Err(e) = written {
+            // A refused configuration exits before reading stdin.
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+        let out = child.wait_with_output().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&schema);
+        out
+    };
+    // Not on the dialect's list: refused, naming the function.
+    let plain = package(&[]);
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(text(&plain.stderr).contains("function `app_score` is not allowed"));
+    // Listed by the package, for every dialect or for this one.
+    for file in ["sql-functions.txt", "sql-functions.postgres.txt"] {
+        let out = package(&[(file, "# the app's own pure functions\napp_*\n")]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("app_score(id)"), "{file}");
+    }
+    // Another dialect's file does not apply.
+    let other = package(&[("sql-functions.mysql.txt", "app_score\n")]);
+    assert_eq!(other.status.code(), Some(1));
+    // An entry that is not a function name is a configuration error naming the line.
+    let bad = package(&[("sql-functions.txt", "app_score\nlower(x)\n")]);
+    assert_eq!(bad.status.code(), Some(3));
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("sql-functions.txt") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+}

@@ -34,10 +34,45 @@ pub(crate) fn default_list(dialect: Dialect) -> &'static str {
 }
 
 /// The names of a list file: one a line, `#` comments and blank lines skipped.
-pub(crate) fn names(text: &'static str) -> impl Iterator<Item = &'static str> {
+pub(crate) fn names(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
         .map(|l| l.split('#').next().unwrap_or_default().trim())
         .filter(|l| !l.is_empty())
+}
+
+/// The entries of an allow-list file in the format of the dialects' own (one `name`,
+/// `schema.name` or `prefix*` a line, `#` comments), for
+/// [`SqlPolicyBuilder::allow_functions`](crate::SqlPolicyBuilder::allow_functions). An entry
+/// that is not a function name (a call, an operator, a space inside) is an error naming its
+/// line, so a typo never admits something else.
+///
+/// ```
+/// let names = warden_sql::functions::parse_list("# the app's own\napp.score\nsimilarity_*\n").unwrap();
+/// assert_eq!(names, ["app.score", "similarity_*"]);
+/// assert!(warden_sql::functions::parse_list("lower(x)").is_err());
+/// ```
+pub fn parse_list(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or_default().trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let name = entry.strip_suffix('*').unwrap_or(entry);
+        let valid = !name.is_empty()
+            && name.split('.').count() <= 2
+            && name.split('.').all(|part| {
+                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+        if !valid {
+            return Err(format!(
+                "line {}: `{entry}` is not a function name (`name`, `schema.name` or `prefix*`)",
+                n + 1
+            ));
+        }
+        out.push(entry.to_owned());
+    }
+    Ok(out)
 }
 
 /// One entry of a list: a name (`lower`, `app.f`) or a prefix pattern (`app_*`).
