@@ -72,6 +72,24 @@ impl Plan {
 
     /// Applies the plan to a document in place.
     pub(crate) fn apply(&self, document: &mut Value, masker: &Masker) -> Result<(), String> {
+        if let Some(walk) = self.walk() {
+            return walk.apply(document, masker);
+        }
+        self.select_then_mask(document, masker)
+    }
+
+    /// The plan as one walk of the document, when every path is simple.
+    fn walk(&self) -> Option<walk::Walk<'_>> {
+        let paths = self
+            .paths
+            .iter()
+            .map(|(query, strategy)| query.steps().map(|steps| (steps, *strategy)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(walk::Walk { paths })
+    }
+
+    /// Selects every node first, then masks them: the general way, for any path.
+    fn select_then_mask(&self, document: &mut Value, masker: &Masker) -> Result<(), String> {
         // Every node any path selects, by its address in the document, with the strictest
         // strategy asked for it. Nodes do not move until the walk below mutates them.
         let mut targets: Targets = HashMap::default();
@@ -239,7 +257,7 @@ impl Redactor {
         let mut document: Value = serde_json::from_slice(body)
             .map_err(|e| RedactError(format!("the body is not valid JSON: {e}")))?;
         self.redact_value(&mut document)?;
-        serde_json::to_vec(&document).map_err(|e| RedactError(e.to_string()))
+        serialize(&document, body.len()).map_err(RedactError)
     }
 }
 
@@ -362,9 +380,17 @@ impl Redaction {
         let mut document: Value =
             serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
         self.plan.apply(&mut document, &self.masker)?;
-        serde_json::to_vec(&document)
-            .map_err(|e| format!("the redacted body does not serialize: {e}"))
+        serialize(&document, body.len())
     }
+}
+
+/// Serializes a redacted document into a buffer the size of the body it came from (a redacted
+/// body is seldom larger), as `serde_json::to_vec` would.
+fn serialize(document: &Value, capacity: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, document)
+        .map_err(|e| format!("the redacted body does not serialize: {e}"))?;
+    Ok(out)
 }
 
 fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
@@ -402,5 +428,6 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
 mod query;
 #[cfg(test)]
 mod tests;
+mod walk;
 
 use query::Query;

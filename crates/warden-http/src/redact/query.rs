@@ -22,6 +22,14 @@ impl Query {
         })
     }
 
+    /// The steps of a simple path, `None` for any other.
+    pub(super) fn steps(&self) -> Option<&[Step]> {
+        match self {
+            Self::Simple(steps) => Some(steps),
+            Self::Full(_) => None,
+        }
+    }
+
     /// Calls `found` with every node the path selects.
     pub(super) fn select<'v>(&self, document: &'v Value, found: &mut impl FnMut(&'v Value)) {
         match self {

@@ -409,3 +409,80 @@ proptest! {
         prop_assert_eq!(fast, full, "{}", path);
     }
 }
+
+/// A simple path (or `None` when the generated one is not simple).
+fn simple_path() -> impl Strategy<Value = String> {
+    path().prop_filter("a simple path", |p| query::simple(p).is_some())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, .. ProptestConfig::default() })]
+
+    #[test]
+    fn one_walk_gives_what_selecting_then_masking_gives(
+        doc in document(),
+        obligations in prop::collection::vec(
+            (
+                prop::collection::vec(simple_path(), 1..3),
+                prop::sample::select(vec!["remove", "null", "redact", "hash", "last4", "first4", "year"]),
+            ),
+            1..4,
+        ),
+    ) {
+        let obligations: Vec<Value> = obligations
+            .iter()
+            .map(|(paths, with)| json!({"type": "redact", "paths": paths, "with": with}))
+            .collect();
+        let plan = plan(&obligations);
+        prop_assert!(plan.walk().is_some());
+        let (mut walked, mut general) = (doc.clone(), doc);
+        plan.apply(&mut walked, &masker()).unwrap();
+        plan.select_then_mask(&mut general, &masker()).unwrap();
+        prop_assert_eq!(
+            serde_json::to_string(&walked).unwrap(),
+            serde_json::to_string(&general).unwrap(),
+            "{:?}", obligations
+        );
+    }
+}
+
+#[test]
+fn one_walk_keeps_the_order_of_members_and_the_fold_of_strategies() {
+    // Removals in the middle of objects and arrays, a parent masked after its child, three
+    // paths on one value whose fold depends on their order (last4, hash, first4 is hash;
+    // last4, first4, hash is redact).
+    let doc = json!({"a": {"x": 1, "s": "123-45-6789", "y": 2, "t": "z", "w": 3},
+        "b": [{"s": "1"}, {"s": "22"}, 3, {"s": "4444"}], "c": {"d": {"s": "98765"}}});
+    for obligations in [
+        vec![
+            r(&["$.a.s", "$..t"], "remove"),
+            r(&["$.b[1]", "$.b[2]"], "remove"),
+        ],
+        vec![
+            r(&["$..s"], "last4"),
+            r(&["$.a.s"], "hash"),
+            r(&["$..s"], "first4"),
+        ],
+        vec![
+            r(&["$..s"], "last4"),
+            r(&["$..s"], "first4"),
+            r(&["$.a.s"], "hash"),
+        ],
+        vec![
+            r(&["$.c.d.s"], "null"),
+            r(&["$.c.d"], "hash"),
+            r(&["$..*"], "year"),
+        ],
+        vec![r(&["$"], "redact"), r(&["$..s"], "remove")],
+    ] {
+        let plan = plan(&obligations);
+        let (mut walked, mut general) = (doc.clone(), doc.clone());
+        plan.apply(&mut walked, &masker()).unwrap();
+        plan.select_then_mask(&mut general, &masker()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&walked).unwrap(),
+            serde_json::to_string(&general).unwrap(),
+            "{obligations:?}"
+        );
+    }
+}
