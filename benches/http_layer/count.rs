@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Variants: `bare`, `immediate` (a PDP that permits at once), `rego`, `cached` (Rego behind the
-//! decision cache), `cached_telemetry` (the same with decision events) and `casbin`
-//! (axum-casbin); every request names its subject with an extension.
+//! decision cache), `cached_telemetry` (the same with decision events, written every 100
+//! requests, so the count holds the writer task's work too) and `casbin` (axum-casbin); every
+//! request names its subject with an extension.
 
 use std::hint::black_box;
 
@@ -29,6 +30,7 @@ pub(crate) fn run(spec: &str) {
         .build()
         .unwrap();
     let subject = Credentials::subject();
+    let mut telemetry = None;
     let (app, credentials) = runtime.block_on(async {
         match variant {
             "bare" => (super::bare(), subject),
@@ -36,13 +38,14 @@ pub(crate) fn run(spec: &str) {
             "rego" => (super::with_layer(), subject),
             "cached" => (super::with_layer_cached(), subject),
             "cached_telemetry" => {
-                let telemetry = Telemetry::builder()
+                let events = Telemetry::builder()
                     .writer(|event: &DecisionEvent| {
                         black_box(serde_json::to_vec(event).ok());
                     })
                     .build()
                     .unwrap();
-                (super::with_layer_cached_telemetry(telemetry), subject)
+                telemetry = Some(events.clone());
+                (super::with_layer_cached_telemetry(events), subject)
             }
             "casbin" => (
                 super::with_casbin(super::peer::casbin_layer().await),
@@ -54,13 +57,32 @@ pub(crate) fn run(spec: &str) {
             }
         }
     });
-    runtime.block_on(requests_of(&app, &credentials, requests));
+    runtime.block_on(requests_of(
+        &app,
+        &credentials,
+        requests,
+        telemetry.as_ref(),
+    ));
 }
 
-async fn requests_of(app: &Router, credentials: &Credentials, requests: u32) {
+async fn requests_of(
+    app: &Router,
+    credentials: &Credentials,
+    requests: u32,
+    telemetry: Option<&Telemetry>,
+) {
     let (status, _) = oneshot(app, credentials, PATH).await;
     assert_eq!(status, StatusCode::OK);
-    for _ in 0..requests {
+    for i in 0..requests {
         black_box(oneshot(app, credentials, PATH).await);
+        // Every request is ready at once: without a pause the writer task would never run.
+        if let Some(telemetry) = telemetry
+            && i % 100 == 99
+        {
+            telemetry.flush().await;
+        }
+    }
+    if let Some(telemetry) = telemetry {
+        telemetry.flush().await;
     }
 }
