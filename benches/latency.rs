@@ -24,6 +24,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::indexing_slicing,
     reason = "benchmark setup fails loudly"
 )]
 

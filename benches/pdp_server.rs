@@ -13,7 +13,7 @@
 //! /v1/is_authorized` for cedar-agent, where the subject's claims and the route's parameters
 //! travel as `additional_entities` (cedar-agent adds them to its stored entities, as warden adds
 //! them to the stored parents). The requests vary subjects, roles, clinics and patients
-//! (`PDP_SERVER_DISTINCT`, default 256; a quarter are denied), and before timing, both PDPs must
+//! (`PDP_SERVER_DISTINCT`, default 256; one in six is denied), and before timing, both PDPs must
 //! give the same decision on every one of them.
 //!
 //! The client is hyper's HTTP/1 over keep-alive connections on one current-thread runtime.
@@ -35,6 +35,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::indexing_slicing,
     reason = "benchmark setup fails loudly"
 )]
 
@@ -97,8 +98,16 @@ struct Case {
 /// patient or the patient's visits in c1 or, every fourth request, in c2.
 fn case(i: usize, stored: &[Value]) -> Case {
     let user = format!("user{}", i % 32);
-    let role = if i % 2 == 0 { "nurse" } else { "doctor" };
-    let clinics: &[&str] = if i % 3 == 0 { &["c1", "c2"] } else { &["c1"] };
+    let role = if i.is_multiple_of(2) {
+        "nurse"
+    } else {
+        "doctor"
+    };
+    let clinics: &[&str] = if i.is_multiple_of(3) {
+        &["c1", "c2"]
+    } else {
+        &["c1"]
+    };
     let clinic = if i % 4 == 3 { "c2" } else { "c1" };
     let route = if i % 5 == 4 {
         "/clinics/{clinic_id}/patients/{patient_id}/visits"
