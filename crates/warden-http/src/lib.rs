@@ -104,4 +104,4 @@ pub use jwt::{DEFAULT_VERIFIED_TOKENS, JwtVerifier, TokenError, VerifiedToken};
 pub use obligations::ObligationHandler;
 pub use policy::layer::{DEFAULT_DECISION_TIMEOUT, DEFAULT_REDACTION_LIMIT};
 pub use policy::{Authorized, PolicyLayer, PolicyService, ResponseFuture};
-pub use redact::{RedactError, Redactor};
+pub use redact::{DEFAULT_REDACTION_BLOCKING_THRESHOLD, RedactError, Redactor};

@@ -295,6 +295,8 @@ pub(crate) struct Redaction {
     pub(crate) masker: Masker,
     pub(crate) limit: usize,
     pub(crate) head: bool,
+    /// Bodies larger than this are redacted off the runtime's worker threads.
+    pub(crate) blocking_threshold: usize,
 }
 
 /// What to do with a response before reading its body.
@@ -370,6 +372,7 @@ impl Redaction {
 
     /// Redacts a complete body; the bytes to send instead, or why nothing may be sent.
     pub(crate) fn redact_body(&self, body: &[u8], gzip: bool) -> Result<Vec<u8>, String> {
+        tracing::trace!(target: "warden::redaction", bytes = body.len(), gzip, "redacting a body");
         let decoded;
         let body = if gzip {
             decoded = gunzip(body, self.limit)?;
@@ -425,9 +428,12 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
     kind == "application" && (subtype == "json" || subtype.ends_with("+json"))
 }
 
+mod offload;
 mod query;
 #[cfg(test)]
 mod tests;
 mod walk;
 
+pub use offload::DEFAULT_REDACTION_BLOCKING_THRESHOLD;
+pub(crate) use offload::Redacting;
 use query::Query;

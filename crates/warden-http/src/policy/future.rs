@@ -58,6 +58,7 @@ pin_project! {
             buffer: BytesMut,
             due: Due,
             gzip: bool,
+            redacting: Option<redact::Redacting>,
         },
         Refused {
             refusal: Option<Refusal>,
@@ -268,6 +269,7 @@ where
                             buffer: BytesMut::new(),
                             due,
                             gzip,
+                            redacting: None,
                         }),
                     }
                 }
@@ -277,37 +279,10 @@ where
                     buffer,
                     due,
                     gzip,
+                    redacting,
                 } => {
-                    let next = match ready!(body.as_mut().poll_frame(cx)) {
-                        Some(Ok(frame)) => match frame.into_data() {
-                            Ok(mut data) => {
-                                if buffer.len().saturating_add(data.remaining())
-                                    > due.redaction.limit
-                                {
-                                    Some(withhold(
-                                        due,
-                                        "the body is larger than the redaction limit",
-                                        head.as_ref(),
-                                    ))
-                                } else {
-                                    while data.has_remaining() {
-                                        let chunk = data.chunk();
-                                        let n = chunk.len();
-                                        buffer.extend_from_slice(chunk);
-                                        data.advance(n);
-                                    }
-                                    None
-                                }
-                            }
-                            // Trailers of a body that is being replaced are dropped.
-                            Err(_) => None,
-                        },
-                        Some(Err(_)) => Some(withhold(
-                            due,
-                            "the body failed while it was read",
-                            head.as_ref(),
-                        )),
-                        None => match due.redaction.redact_body(buffer, *gzip) {
+                    let next = if let Some(redacting) = redacting.as_mut() {
+                        match ready!(Pin::new(redacting).poll(cx)) {
                             Ok(redacted) => {
                                 let Some(mut head) = head.take() else {
                                     return Poll::Ready(Ok(
@@ -325,7 +300,44 @@ where
                                 )));
                             }
                             Err(reason) => Some(withhold(due, &reason, head.as_ref())),
-                        },
+                        }
+                    } else {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(mut data) => {
+                                    if buffer.len().saturating_add(data.remaining())
+                                        > due.redaction.limit
+                                    {
+                                        Some(withhold(
+                                            due,
+                                            "the body is larger than the redaction limit",
+                                            head.as_ref(),
+                                        ))
+                                    } else {
+                                        while data.has_remaining() {
+                                            let chunk = data.chunk();
+                                            let n = chunk.len();
+                                            buffer.extend_from_slice(chunk);
+                                            data.advance(n);
+                                        }
+                                        None
+                                    }
+                                }
+                                // Trailers of a body that is being replaced are dropped.
+                                Err(_) => None,
+                            },
+                            Some(Err(_)) => Some(withhold(
+                                due,
+                                "the body failed while it was read",
+                                head.as_ref(),
+                            )),
+                            None => {
+                                // Inline, or off the worker threads for a large body.
+                                let body = std::mem::take(buffer).freeze();
+                                *redacting = Some(due.redaction.start(body, *gzip));
+                                None
+                            }
+                        }
                     };
                     if let Some(state) = next {
                         this.state.set(state);
@@ -597,6 +609,7 @@ fn decide<S, B>(
                 plan,
                 masker: config.masker.clone(),
                 limit: config.redaction_limit,
+                blocking_threshold: config.redaction_blocking_threshold,
                 head: parts.method == Method::HEAD,
             },
             decision: decision.id,

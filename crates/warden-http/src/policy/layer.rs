@@ -23,6 +23,7 @@ pub(crate) struct Config {
     pub(crate) handlers: Handlers,
     pub(crate) masker: Masker,
     pub(crate) redaction_limit: usize,
+    pub(crate) redaction_blocking_threshold: usize,
     pub(crate) paths: Arc<PathCache>,
     pub(crate) telemetry: Option<Telemetry>,
     pub(crate) head_as_get: bool,
@@ -82,6 +83,7 @@ impl PolicyLayer {
                 handlers: Handlers::default(),
                 masker: Masker::new(),
                 redaction_limit: DEFAULT_REDACTION_LIMIT,
+                redaction_blocking_threshold: crate::DEFAULT_REDACTION_BLOCKING_THRESHOLD,
                 paths: Arc::new(PathCache::default()),
                 telemetry: None,
                 head_as_get: true,
@@ -160,6 +162,16 @@ impl PolicyLayer {
     /// [`DEFAULT_REDACTION_LIMIT`]); a larger one is withheld, never sent unredacted.
     pub fn redaction_limit(mut self, bytes: usize) -> Self {
         self.config().redaction_limit = bytes;
+        self
+    }
+
+    /// The body size above which a response is redacted on Tokio's blocking pool
+    /// (`spawn_blocking`) instead of the worker thread that runs the request (default
+    /// [`DEFAULT_REDACTION_BLOCKING_THRESHOLD`](crate::DEFAULT_REDACTION_BLOCKING_THRESHOLD));
+    /// a gzip body counts at its encoded size. Outside a Tokio runtime every body is redacted
+    /// inline.
+    pub fn redaction_blocking_threshold(mut self, bytes: usize) -> Self {
+        self.config().redaction_blocking_threshold = bytes;
         self
     }
 }
