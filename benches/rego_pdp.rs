@@ -52,7 +52,35 @@ fn raw_vm() -> RegoVM {
     vm
 }
 
+/// `REGO_PDP_COUNT=<raw|warden>:<decisions>` makes the bench only make `decisions` decisions
+/// of the `two_redactions` request on one side, for instruction counts under valgrind (the
+/// difference between two decision counts is the cost of the decisions).
+fn count_only(spec: &str) {
+    let (side, decisions) = spec.split_once(':').unwrap();
+    let decisions: u32 = decisions.parse().unwrap();
+    let request = request("/clinics/{clinic_id}/patients", json!({"clinic_id": "c1"}));
+    if side == "raw" {
+        let mut vm = raw_vm();
+        let input = regorus::Value::from(serde_json::to_value(&request).unwrap());
+        for _ in 0..decisions {
+            vm.set_input(input.clone());
+            black_box(vm.execute_entry_point_by_name(ENTRYPOINT).unwrap());
+        }
+        return;
+    }
+    let pdp = RegoPdp::from_dir(POLICY_DIR).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for _ in 0..decisions {
+        black_box(runtime.block_on(pdp.decide(&request)).unwrap());
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("REGO_PDP_COUNT") {
+        return count_only(&spec);
+    }
     let pdp = RegoPdp::from_dir(POLICY_DIR).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
