@@ -82,6 +82,33 @@ const SECRETS: &[&str] = &[
     "1990-01-02",
 ];
 
+/// The fixture's column types, declared so the PEP pushes leakproof conditions into its fenced
+/// relations (PostgreSQL and MariaDB; SQLite needs none).
+fn typed(builder: warden_sql::SqlPolicyBuilder) -> warden_sql::SqlPolicyBuilder {
+    builder
+        .column_types(
+            "patients",
+            [
+                ("id", "integer"),
+                ("clinic_id", "varchar(10)"),
+                ("name", "varchar(100)"),
+                ("ssn", "varchar(20)"),
+                ("birth_date", "date"),
+                ("notes", "varchar(200)"),
+            ],
+        )
+        .column_types(
+            "visits",
+            [
+                ("id", "integer"),
+                ("patient_id", "integer"),
+                ("clinic_id", "varchar(10)"),
+                ("reason", "varchar(100)"),
+                ("visited_on", "date"),
+            ],
+        )
+}
+
 // ---- the corpus -----------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +239,18 @@ fn corpus() -> Vec<Case> {
         case("lateral", "SELECT p.name, l.reason FROM patients p, LATERAL (SELECT reason FROM visits v WHERE v.patient_id = p.id ORDER BY v.id LIMIT 1) l", rows(vec![json!(["Ada", "checkup"]), json!(["Bob", "checkup"])])).on(PG),
         case("bind parameter", "SELECT name FROM patients WHERE id = {p1}", rows(vec![])).params(vec![SqlValue::Int(4)]),
         case("bind parameter of an own row", "SELECT name FROM patients WHERE id = {p1}", rows(vec![json!(["Ada"])])).params(vec![SqlValue::Int(1)]),
+        // ---- conditions pushed behind the fence: the same rows as outside it -------------------
+        case("pushed range", "SELECT name FROM patients WHERE id >= 2 AND id <= 5", rows(vec![json!(["Bob"]), json!(["Cyd"])])),
+        case("pushed range with a parameter", "SELECT name FROM patients WHERE id > {p1}", rows(vec![json!(["Bob"]), json!(["Cyd"])])).params(vec![SqlValue::Int(1)]),
+        case("pushed IN list and equality", "SELECT id FROM visits WHERE id IN (10, 13, 14) AND patient_id = 1", rows(vec![json!([10])])),
+        case("pushed OR", "SELECT name FROM patients WHERE id = 1 OR id = 4", rows(vec![json!(["Ada"])])),
+        case("pushed date range", "SELECT id FROM visits WHERE visited_on >= '2026-02-01' AND visited_on < '2026-03-02'", rows(vec![json!([11]), json!([12])])),
+        case("pushed text comparison", "SELECT id FROM patients WHERE name > 'B' AND name IS NOT NULL", rows(vec![json!([2]), json!([3])])),
+        case("a masked column's condition compares the masked value", "SELECT count(*) FROM patients WHERE ssn <> '111-11-1111'", rows(vec![json!([3])])),
+        case("a masked column's condition finds no raw value", "SELECT id FROM patients WHERE ssn = '222-22-2222' OR id = 3", rows(vec![json!([3])])),
+        case("pushed on the preserved side of a left join", "SELECT p.name, v.id FROM patients p LEFT JOIN visits v ON v.patient_id = p.id WHERE p.id >= 2", rows(vec![json!(["Bob", 12]), json!(["Cyd", null])])),
+        case("the nullable side keeps its condition outside", "SELECT p.name FROM patients p LEFT JOIN visits v ON v.patient_id = p.id AND v.reason = 'flu' WHERE v.id IS NULL", rows(vec![json!(["Bob"]), json!(["Cyd"])])),
+        case("a condition across two relations stays outside", "SELECT v.id FROM patients p JOIN visits v ON v.patient_id = p.id WHERE v.id >= p.id + 10 AND p.id = 1", rows(vec![json!([11])])),
         case("quoted identifiers", "SELECT \"name\" FROM \"patients\"", names.clone()).on(PG_LITE),
         case("backquoted identifiers", "SELECT `name` FROM `patients`", names.clone()).on(MY),
         case("upper-case names", "SELECT NAME FROM PATIENTS", names.clone()).on(PG_LITE),
@@ -692,7 +731,7 @@ async fn corpus_on_postgres() {
     let adapter = SqlxPostgres::new(pg_pool(&url, &schema).await);
     // The default schema and the string settings are the session's own.
     assert_eq!(adapter.current_schema().await.unwrap(), schema);
-    let policy = SqlPolicy::builder(Dialect::Postgres)
+    let policy = typed(SqlPolicy::builder(Dialect::Postgres))
         .default_schema(schema.clone())
         .string_settings(adapter.string_settings().await.unwrap())
         .build()
@@ -746,7 +785,7 @@ async fn corpus_on_mariadb() {
         .unwrap();
     let adapter = SqlxMySql::new(pool);
     assert_eq!(adapter.current_database().await.unwrap(), database);
-    let policy = SqlPolicy::builder(Dialect::MySql)
+    let policy = typed(SqlPolicy::builder(Dialect::MySql))
         .default_schema(database.clone())
         .string_settings(adapter.string_settings().await.unwrap())
         .build()
