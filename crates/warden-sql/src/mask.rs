@@ -167,7 +167,13 @@ mod tests {
             Dialect::Sqlite,
             Dialect::Generic,
         ] {
-            let masks = Masks::new(d.rules(), "[REDACTED]", Some(b"0123456789abcdef"), "warden_n").unwrap();
+            let masks = Masks::new(
+                d.rules(),
+                "[REDACTED]",
+                Some(b"0123456789abcdef"),
+                "warden_n",
+            )
+            .unwrap();
             for s in MaskStrategy::ALL {
                 match masks.apply(s, &column) {
                     Ok(e) => {
