@@ -332,22 +332,13 @@ const REDACTED: &str = "[REDACTED]";
 /// Replaces the values of sensitive attributes (at any depth) with `"[REDACTED]"`.
 fn redact(map: &mut Map<String, Value>, sensitive: &[String]) {
     for (key, value) in map.iter_mut() {
-        if sensitive.iter().any(|s| contains_ignore_ascii_case(key, s)) {
+        let lower = key.to_ascii_lowercase();
+        if sensitive.iter().any(|s| lower.contains(s.as_str())) {
             *value = Value::String(REDACTED.to_owned());
         } else {
             redact_value(value, sensitive);
         }
     }
-}
-
-/// Whether `needle` (lower case) occurs in `haystack`, ASCII case ignored, without a lowercase
-/// copy of `haystack`.
-fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
-    needle.is_empty()
-        || haystack
-            .as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 fn redact_value(value: &mut Value, sensitive: &[String]) {
@@ -486,16 +477,6 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000000Z"
         );
-    }
-
-    #[test]
-    fn sensitive_names_match_as_case_insensitive_substrings() {
-        assert!(contains_ignore_ascii_case("Patient_SSN", "ssn"));
-        assert!(contains_ignore_ascii_case("X-API-KEY", "api-key"));
-        assert!(contains_ignore_ascii_case("anything", ""));
-        assert!(!contains_ignore_ascii_case("ss", "ssn"));
-        assert!(!contains_ignore_ascii_case("süssn", "sün"));
-        assert!(contains_ignore_ascii_case("ÄSSN", "ssn"));
     }
 
     #[tokio::test]
