@@ -229,6 +229,28 @@ async fn only_conjuncts_of_one_relation_on_the_preserved_side() {
         "{sql}"
     );
 
+    // An equality between the two relations carries a pushed equality across (inner joins).
+    let sql = rewrite(
+        "SELECT i.id, o.amount FROM items i JOIN orders o ON o.item_id = i.id WHERE i.id = $1",
+    )
+    .await;
+    assert!(
+        inside(&sql, "i").contains("(warden_source.id = $1)"),
+        "{sql}"
+    );
+    assert!(
+        inside(&sql, "o").contains("(warden_source.item_id = $1)"),
+        "{sql}"
+    );
+    let sql =
+        rewrite("SELECT i.id FROM items i LEFT JOIN orders o ON o.item_id = i.id WHERE i.id = $1")
+            .await;
+    assert!(!inside(&sql, "o").contains("item_id"), "{sql}");
+    let sql =
+        rewrite("SELECT i.id FROM items i JOIN orders o ON o.item_id = i.id WHERE i.label = 'x'")
+            .await;
+    assert!(!inside(&sql, "o").contains("item_id"), "{sql}");
+
     // Unqualified names that two relations have are ambiguous; outer references stay out.
     let sql =
         rewrite("SELECT i.id FROM items i JOIN orders o ON o.item_id = i.id WHERE id = 1").await;
@@ -427,6 +449,15 @@ async fn same_rows_with_and_without_pushdown_on_postgres() {
             "SELECT i.id, o.amount FROM items i JOIN orders o ON o.item_id = i.id \
              WHERE i.id BETWEEN $1 AND 120 AND o.amount > 20",
             &[100],
+        ),
+        (
+            "SELECT i.id, o.id, o.amount FROM items i JOIN orders o ON o.item_id = i.id \
+             WHERE i.id = $1",
+            &[44],
+        ),
+        (
+            "SELECT i.id, o.id FROM orders o, items i WHERE o.item_id = i.id AND i.id = 46",
+            &[],
         ),
         (
             "SELECT i.id, o.id FROM items i LEFT JOIN orders o ON o.item_id = i.id \

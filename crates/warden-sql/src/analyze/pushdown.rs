@@ -351,8 +351,67 @@ impl Walker<'_> {
         }
         let mut parts = Vec::new();
         conjuncts(selection, &mut parts);
+        // Equalities between columns of two relations, in `WHERE` or an inner join's `ON`: a
+        // pushed `x = v` with `x = y` gives `y = v` too (every row of the result has both), as
+        // PostgreSQL's equivalence classes do.
+        let mut equalities: Vec<(&Expr, &Expr)> = Vec::new();
+        let mut on = Vec::new();
+        for item in &s.from {
+            for join in &item.joins {
+                if let JoinOperator::Join(JoinConstraint::On(e))
+                | JoinOperator::Inner(JoinConstraint::On(e)) = &join.join_operator
+                {
+                    conjuncts(e, &mut on);
+                }
+            }
+        }
+        for part in parts.iter().chain(&on) {
+            if let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = part
+                && is_column(left)
+                && is_column(right)
+            {
+                equalities.push((left, right));
+                equalities.push((right, left));
+            }
+        }
+        let mut candidates: Vec<Expr> = parts.iter().map(|p| (*p).clone()).collect();
+        for part in &parts {
+            let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = part
+            else {
+                continue;
+            };
+            let (column, value) = match (is_column(left), is_column(right)) {
+                (true, false) => (left.as_ref(), right.as_ref()),
+                (false, true) => (right.as_ref(), left.as_ref()),
+                _ => continue,
+            };
+            let Some(origin) = self.resolve(column, &here) else {
+                continue;
+            };
+            for (x, y) in &equalities {
+                if self.resolve(x, &here) == Some(origin.clone())
+                    && let Some(target) = self.resolve(y, &here)
+                    && target.0 != origin.0
+                    && self.same_class(&origin, &target)
+                {
+                    candidates.push(Expr::BinaryOp {
+                        left: Box::new((*y).clone()),
+                        op: BinaryOperator::Eq,
+                        right: Box::new(value.clone()),
+                    });
+                }
+            }
+        }
         let mut pushed: Vec<(usize, Vec<String>)> = Vec::new();
-        for part in parts {
+        for part in &candidates {
             let mut refs = Vec::new();
             if !self.leakproof(part, &mut refs) {
                 continue;
@@ -362,14 +421,35 @@ impl Walker<'_> {
             };
             let mut copy = part.clone();
             requalify(&mut copy);
+            let text = copy.to_string();
             match pushed.iter_mut().find(|(s, _)| *s == site) {
-                Some((_, texts)) => texts.push(copy.to_string()),
-                None => pushed.push((site, vec![copy.to_string()])),
+                Some((_, texts)) if texts.contains(&text) => {}
+                Some((_, texts)) => texts.push(text),
+                None => pushed.push((site, vec![text])),
             }
         }
         for (site, texts) in pushed {
             self.splice(site, &texts);
         }
+    }
+
+    /// The site and column a plain, unmasked column reference resolves to.
+    fn resolve(&self, e: &Expr, here: &[usize]) -> Option<(usize, String)> {
+        let mut refs = Vec::new();
+        self.column(e, &mut refs)?;
+        let site = self.one_site(&refs, here)?;
+        refs.pop().map(|(_, c)| (site, c))
+    }
+
+    /// Whether two columns' declared types compare with a listed operator (so their equality
+    /// is transitive with the same literal).
+    fn same_class(&self, a: &(usize, String), b: &(usize, String)) -> bool {
+        let ty = |(site, column): &(usize, String)| {
+            self.sites
+                .get(*site)
+                .and_then(|s| self.cfg.types.get(&s.table, column))
+        };
+        comparable_columns(self.cfg.rules.dialect(), ty(a), ty(b))
     }
 
     /// The position in `self.sites` of a placeholder relation.
@@ -622,6 +702,11 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+fn is_column(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(_))
+        || matches!(e, Expr::CompoundIdentifier(parts) if parts.len() == 2)
 }
 
 /// `q.c` and `c` become `warden_source.c`: inside the substitution the real table is named so.
