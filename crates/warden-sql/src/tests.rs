@@ -365,7 +365,11 @@ async fn refuses_what_it_cannot_analyse() {
             "SELECT ts_stat('select ssn from patients')",
             "denied_function",
         ),
-        ("TABLE patients", "parse_error"),
+        ("TABLE", "parse_error"),
+        (
+            "TABLE patients; DELETE FROM patients",
+            "multiple_statements",
+        ),
         ("EXPLAIN SELECT 1", "statement_kind"),
         ("VACUUM", "statement_kind"),
         ("LISTEN x", "statement_kind"),
@@ -737,4 +741,24 @@ async fn a_statement_cannot_spell_the_substitution_placeholder() {
     assert_eq!(code(&p, &sql).await, "unsupported");
     let sql = format!("SELECT 1 AS {placeholder} FROM visits");
     enforce(&p, &sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn table_commands_are_the_queries_they_stand_for() {
+    let p = policy(Dialect::Postgres);
+    for sql in [
+        "TABLE patients",
+        "TABLE public.patients ORDER BY 1",
+        "SELECT * FROM patients UNION ALL TABLE patients",
+    ] {
+        let rewritten = enforce(&p, sql).await.unwrap();
+        assert!(!rewritten.contains("TABLE"), "{sql}: {rewritten}");
+        assert_eq!(
+            rewritten
+                .matches("warden_source.\"clinic_id\" = 'c1'")
+                .count(),
+            sql.matches("patients").count(),
+            "{sql}: {rewritten}"
+        );
+    }
 }

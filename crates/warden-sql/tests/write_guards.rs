@@ -58,7 +58,7 @@ async fn update_and_delete_evaluate_the_callers_predicate_only_on_admitted_rows(
     assert_eq!(
         update,
         format!(
-            "UPDATE patients SET notes = 'x' WHERE {GUARD_PG} (CAST(name AS INTEGER) = 1) ELSE (1 = 0) END)"
+            "UPDATE \"public\".patients SET notes = 'x' WHERE {GUARD_PG} (CAST(name AS INTEGER) = 1) ELSE (1 = 0) END)"
         )
     );
     let delete = rewrite(Dialect::Postgres, "DELETE FROM patients WHERE ssn::int = 1")
@@ -75,7 +75,7 @@ async fn update_and_delete_evaluate_the_callers_predicate_only_on_admitted_rows(
         rewrite(Dialect::Postgres, "DELETE FROM patients")
             .await
             .unwrap(),
-        "DELETE FROM patients WHERE patients.\"clinic_id\" = 'c1'"
+        "DELETE FROM \"public\".patients WHERE patients.\"clinic_id\" = 'c1'"
     );
     // MySQL and SQLite propagate constants across conjuncts: the CASE stands alone there.
     for dialect in [Dialect::MySql, Dialect::Sqlite] {
