@@ -1,8 +1,8 @@
 //! axum hello-JSON behind `PolicyLayer` (embedded Rego, with and without the decision cache)
 //! beside bare axum and beside its peer, axum-casbin (which always caches).
 //!
-//! DESIGN §9 target: throughput behind the layer ≥ 0.70 of the bare router's. Issue 18,
-//! target 1: with a warm decision cache PolicyLayer takes at most axum-casbin's time per
+//! DESIGN §9 target: throughput behind the layer ≥ 0.70 of the bare router's. Beside the
+//! peer: with a warm decision cache PolicyLayer takes at most axum-casbin's time per
 //! request (in-process and over loopback), and with a PDP that answers at once it adds at most
 //! 1 µs to bare axum. Two groups:
 //!

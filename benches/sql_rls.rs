@@ -6,7 +6,7 @@
 //! `BYPASSRLS`, and each session `SET ROLE` and `SET warden.tenant`, as RLS users do. The SQL
 //! PEP: the same tenant filter as a `filter_rows` obligation, the optimization fence on (the
 //! default), column types declared so leakproof conditions are pushed inside it; each
-//! iteration analyses (cached), decides, rewrites (cached) and runs the statement. Issue #18
+//! iteration analyses (cached), decides, rewrites (cached) and runs the statement. The
 //! target: each query ≤ 1.10 × RLS.
 //!
 //! Run: `cargo bench -p warden-benches --bench sql_rls -- --noplot` (PostgreSQL from

@@ -20,11 +20,11 @@ use warden_http::JwtVerifier;
 /// `policy.csv`.
 const CASBIN_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/clinic-casbin");
 
-/// Target 1 of issue 18: PolicyLayer with a warm decision cache at most this many times
+/// PolicyLayer with a warm decision cache at most this many times
 /// axum-casbin's time per request.
 pub(crate) const TARGET_PEER_RATIO: f64 = 1.0;
 
-/// Target 1 of issue 18: what PolicyLayer adds to a request beyond the PDP's evaluation.
+/// The target of what PolicyLayer adds to a request beyond the PDP's evaluation.
 pub(crate) const TARGET_OWN_COST_US: f64 = 1.0;
 
 /// axum-casbin's layer (a `CachedEnforcer` behind a lock) with the clinic's legacy rules. Its
