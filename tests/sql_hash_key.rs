@@ -15,6 +15,8 @@
     reason = "a test fails loudly"
 )]
 
+mod sql_scratch;
+
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -194,14 +196,6 @@ async fn check(dialect: Dialect, schema: &str, service: Boxed, p: fn(usize) -> S
     }
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
 const TABLE: &str = "CREATE TABLE patients (id INTEGER PRIMARY KEY, clinic_id VARCHAR(10) NOT NULL, \
                      name VARCHAR(100) NOT NULL, ssn VARCHAR(20))";
 const ROWS: &str = "INSERT INTO patients (id, clinic_id, name, ssn) VALUES \
@@ -214,13 +208,10 @@ async fn postgres_binds_the_key_pads_and_never_shows_them() {
     else {
         return;
     };
-    let schema = unique("warden_hash");
+    let schema = sql_scratch::unique("warden_hash");
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let application = unique("warden_hash_app");
+    sql_scratch::pg(&admin, [format!("CREATE SCHEMA {schema}")]).await;
+    let application = sql_scratch::unique("warden_hash_app");
     let options = sqlx::postgres::PgConnectOptions::from_str(&url)
         .unwrap()
         .options([("search_path", schema.as_str())])
@@ -230,12 +221,7 @@ async fn postgres_binds_the_key_pads_and_never_shows_them() {
         .connect_with(options)
         .await
         .unwrap();
-    for sql in [TABLE, ROWS] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    sql_scratch::pg(&pool, [TABLE, ROWS]).await;
     let dollar = |n: usize| format!("${n}");
     check(
         Dialect::Postgres,
@@ -269,10 +255,7 @@ async fn postgres_binds_the_key_pads_and_never_shows_them() {
     )
     .await;
     task.abort();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    sql_scratch::pg(&admin, [format!("DROP SCHEMA {schema} CASCADE")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,12 +263,9 @@ async fn mariadb_places_the_key_pads_among_the_callers_parameters() {
     let Some(url) = warden_test::service_url("WARDEN_TEST_MYSQL_URL", "the hash key test") else {
         return;
     };
-    let database = unique("warden_hash");
+    let database = sql_scratch::unique("warden_hash");
     let admin = sqlx::MySqlPool::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    sql_scratch::mysql(&admin, [format!("CREATE DATABASE {database}")]).await;
     let options = sqlx::mysql::MySqlConnectOptions::from_str(&url)
         .unwrap()
         .database(&database);
@@ -294,12 +274,7 @@ async fn mariadb_places_the_key_pads_among_the_callers_parameters() {
         .connect_with(options)
         .await
         .unwrap();
-    for sql in [TABLE, ROWS] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    sql_scratch::mysql(&pool, [TABLE, ROWS]).await;
     check(
         Dialect::MySql,
         &database,
@@ -307,8 +282,5 @@ async fn mariadb_places_the_key_pads_among_the_callers_parameters() {
         |_| "?".to_owned(),
     )
     .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database}")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    sql_scratch::mysql(&admin, [format!("DROP DATABASE {database}")]).await;
 }

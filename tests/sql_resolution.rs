@@ -9,6 +9,8 @@
 //! database is skipped, unless `WARDEN_TEST_REQUIRE_DATABASES=1` (as in CI).
 #![expect(clippy::unwrap_used, reason = "a test fails loudly")]
 
+mod sql_scratch;
+
 use std::str::FromStr;
 
 use serde_json::{Value as Json, json};
@@ -109,21 +111,16 @@ async fn the_guarded_table_is_the_one_read(policy: &SqlPolicy, session: &Boxed, 
     assert_eq!(insert.rows_affected, 1, "{what}");
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reads_the_decided_schema_whatever_the_search_path() {
     let Some(url) = warden_test::service_url("WARDEN_TEST_POSTGRES_URL", "the resolution test")
     else {
         return;
     };
-    let (guarded, decoy) = (unique("warden_guarded"), unique("warden_decoy"));
+    let (guarded, decoy) = (
+        sql_scratch::unique("warden_guarded"),
+        sql_scratch::unique("warden_decoy"),
+    );
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
     for (schema, rows) in [(&guarded, GUARDED_ROWS), (&decoy, DECOY_ROWS)] {
         let mut conn = admin.acquire().await.unwrap();
@@ -160,10 +157,7 @@ async fn postgres_reads_the_decided_schema_whatever_the_search_path() {
     assert_eq!(zed, "Zed");
     pool.close().await;
     for schema in [&guarded, &decoy] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&admin)
-            .await
-            .unwrap();
+        sql_scratch::pg(&admin, [format!("DROP SCHEMA {schema} CASCADE")]).await;
     }
 }
 
@@ -172,20 +166,22 @@ async fn mariadb_reads_the_decided_database_and_refuses_names_of_uncertain_case(
     let Some(url) = warden_test::service_url("WARDEN_TEST_MYSQL_URL", "the resolution test") else {
         return;
     };
-    let (guarded, decoy) = (unique("warden_guarded"), unique("warden_decoy"));
+    let (guarded, decoy) = (
+        sql_scratch::unique("warden_guarded"),
+        sql_scratch::unique("warden_decoy"),
+    );
     let admin = sqlx::MySqlPool::connect(&url).await.unwrap();
     for (database, rows) in [(&guarded, GUARDED_ROWS), (&decoy, DECOY_ROWS)] {
         let qualified = format!("{database}.patients");
-        for sql in [
-            format!("CREATE DATABASE {database}"),
-            TABLE.replacen("patients", &qualified, 1),
-            rows.replacen("patients", &qualified, 1),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&admin)
-                .await
-                .unwrap();
-        }
+        sql_scratch::mysql(
+            &admin,
+            [
+                format!("CREATE DATABASE {database}"),
+                TABLE.replacen("patients", &qualified, 1),
+                rows.replacen("patients", &qualified, 1),
+            ],
+        )
+        .await;
     }
     // The session's current database is the decoy.
     let options = sqlx::mysql::MySqlConnectOptions::from_str(&url)
@@ -233,9 +229,6 @@ async fn mariadb_reads_the_decided_database_and_refuses_names_of_uncertain_case(
 
     pool.close().await;
     for database in [&guarded, &decoy] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database}")))
-            .execute(&admin)
-            .await
-            .unwrap();
+        sql_scratch::mysql(&admin, [format!("DROP DATABASE {database}")]).await;
     }
 }
