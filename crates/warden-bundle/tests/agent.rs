@@ -61,9 +61,16 @@ fn package(root: &Path, id: &str, allow: bool, regions: &[&str]) -> PathBuf {
     dir
 }
 
+/// A signed bundle of `dirs` at `revision`. Its creation time is fixed, so two builds of
+/// the same packages at the same revision are the same bytes, as a rebuild in a release
+/// pipeline is meant to be (the builder's default, the current second, would make them
+/// differ across a second boundary).
 fn bundle(revision: u64, dirs: &[PathBuf], key: &SecretKey) -> Vec<u8> {
     dirs.iter()
-        .fold(BundleBuilder::new(revision), |b, d| b.package(d).unwrap())
+        .fold(
+            BundleBuilder::new(revision).created(1_700_000_000 + revision),
+            |b, d| b.package(d).unwrap(),
+        )
         .build(Some(key))
         .unwrap()
 }
@@ -191,12 +198,10 @@ fn tampered_stale_and_conflicting_bundles_are_refused_and_the_old_revision_stays
     );
     assert!(failing.offer(&good).is_err());
     assert_eq!(failing.revision(), None);
-    assert!(
-        !root
-            .join("state-b")
-            .join(warden_bundle::agent::PERSISTED_BUNDLE)
-            .exists()
-    );
+    assert!(!root
+        .join("state-b")
+        .join(warden_bundle::agent::PERSISTED_BUNDLE)
+        .exists());
 
     // The next good one goes through, and was persisted.
     assert_eq!(
