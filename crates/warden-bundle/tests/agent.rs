@@ -198,10 +198,12 @@ fn tampered_stale_and_conflicting_bundles_are_refused_and_the_old_revision_stays
     );
     assert!(failing.offer(&good).is_err());
     assert_eq!(failing.revision(), None);
-    assert!(!root
-        .join("state-b")
-        .join(warden_bundle::agent::PERSISTED_BUNDLE)
-        .exists());
+    assert!(
+        !root
+            .join("state-b")
+            .join(warden_bundle::agent::PERSISTED_BUNDLE)
+            .exists()
+    );
 
     // The next good one goes through, and was persisted.
     assert_eq!(

@@ -1,9 +1,11 @@
 //! Building the Rego `input` from an access request, without an intermediate JSON tree.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use regorus::Value;
-use warden_decision::{AccessRequest, Properties};
+use warden_decision::{AccessRequest, Action, Properties, Resource, Subject};
 
 /// The AuthZEN-shaped request as a regorus value: every member the request has, `properties`
 /// and `context` included when they are empty (`not input.context` is false, as it is in OPA for
@@ -14,40 +16,126 @@ use warden_decision::{AccessRequest, Properties};
 /// `1e20` and would equal `100000000000000000000`. Every float that is a whole number of
 /// magnitude 2⁵³ or more is such a number (no float there tells which integer was sent).
 pub(crate) fn input(request: &AccessRequest) -> Result<Value, String> {
-    let mut subject = BTreeMap::new();
-    subject.insert(key("type"), Value::from(request.subject.kind.as_str()));
-    subject.insert(key("id"), Value::from(request.subject.id.as_str()));
-    subject.insert(
-        key("properties"),
-        object(&request.subject.properties, "subject.properties")?,
-    );
-
-    let mut action = BTreeMap::new();
-    action.insert(key("name"), Value::from(request.action.name.as_str()));
-    action.insert(
-        key("properties"),
-        object(&request.action.properties, "action.properties")?,
-    );
-
-    let mut resource = BTreeMap::new();
-    resource.insert(key("type"), Value::from(request.resource.kind.as_str()));
-    resource.insert(key("id"), Value::from(request.resource.id.as_str()));
-    resource.insert(
-        key("properties"),
-        object(&request.resource.properties, "resource.properties")?,
-    );
-
-    let mut root = BTreeMap::new();
-    root.insert(key("subject"), Value::from(subject));
-    root.insert(key("action"), Value::from(action));
-    root.insert(key("resource"), Value::from(resource));
-    root.insert(key("context"), object(&request.context, "context")?);
-    Ok(Value::from(root))
+    LAST.with(|last| last.borrow_mut().input(request))
 }
 
-fn key(name: &str) -> Value {
-    Value::from(name)
+thread_local! {
+    /// Each thread's last request, part by part, with the values built for it.
+    static LAST: RefCell<Last> = RefCell::default();
 }
+
+/// The parts of the last request a thread built an input for, and their values.
+///
+/// A service's requests repeat their parts from one to the next: the same subject asks again,
+/// the same action, the same context. A part equal to the last one (compared as the request
+/// holds it, so `1` and `1.0` are different numbers) reuses the value built for it, which the
+/// policy cannot tell from a new one; a part that differs is built and remembered. Each thread
+/// keeps one request's parts, no more.
+#[derive(Default)]
+struct Last {
+    subject: Option<(Subject, Value)>,
+    action: Option<(Action, Value)>,
+    resource: Option<(Resource, Value)>,
+    context: Option<(Properties, Value)>,
+    /// The whole input, while every part is the one it was built from.
+    root: Option<Value>,
+}
+
+impl Last {
+    fn input(&mut self, request: &AccessRequest) -> Result<Value, String> {
+        let k = &*KEYS;
+        let (subject, same_subject) = reuse(&mut self.subject, &request.subject, |s| {
+            let mut members = BTreeMap::new();
+            members.insert(k.kind.clone(), Value::from(s.kind.as_str()));
+            members.insert(k.id.clone(), Value::from(s.id.as_str()));
+            members.insert(
+                k.properties.clone(),
+                object(&s.properties, "subject.properties")?,
+            );
+            Ok(Value::from(members))
+        })?;
+        let (action, same_action) = reuse(&mut self.action, &request.action, |a| {
+            let mut members = BTreeMap::new();
+            members.insert(k.name.clone(), Value::from(a.name.as_str()));
+            members.insert(
+                k.properties.clone(),
+                object(&a.properties, "action.properties")?,
+            );
+            Ok(Value::from(members))
+        })?;
+        let (resource, same_resource) = reuse(&mut self.resource, &request.resource, |r| {
+            let mut members = BTreeMap::new();
+            members.insert(k.kind.clone(), Value::from(r.kind.as_str()));
+            members.insert(k.id.clone(), Value::from(r.id.as_str()));
+            members.insert(
+                k.properties.clone(),
+                object(&r.properties, "resource.properties")?,
+            );
+            Ok(Value::from(members))
+        })?;
+        let (context, same_context) = reuse(&mut self.context, &request.context, |c| {
+            object(c, "context")
+        })?;
+        if same_subject
+            && same_action
+            && same_resource
+            && same_context
+            && let Some(root) = &self.root
+        {
+            return Ok(root.clone());
+        }
+        let mut root = BTreeMap::new();
+        root.insert(k.subject.clone(), subject);
+        root.insert(k.action.clone(), action);
+        root.insert(k.resource.clone(), resource);
+        root.insert(k.context.clone(), context);
+        let root = Value::from(root);
+        self.root = Some(root.clone());
+        Ok(root)
+    }
+}
+
+/// The value of `part`: the remembered one when `part` equals the part it was built from
+/// (and `true`), else a new one, remembered.
+fn reuse<P: PartialEq + Clone>(
+    slot: &mut Option<(P, Value)>,
+    part: &P,
+    build: impl FnOnce(&P) -> Result<Value, String>,
+) -> Result<(Value, bool), String> {
+    if let Some((seen, value)) = slot.as_ref()
+        && seen == part
+    {
+        return Ok((value.clone(), true));
+    }
+    // Forgotten first: a part that fails to build leaves nothing behind to reuse.
+    *slot = None;
+    let value = build(part)?;
+    *slot = Some((part.clone(), value.clone()));
+    Ok((value, false))
+}
+
+/// The member names of the input, built once.
+struct Keys {
+    kind: Value,
+    id: Value,
+    name: Value,
+    properties: Value,
+    subject: Value,
+    action: Value,
+    resource: Value,
+    context: Value,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    kind: Value::from("type"),
+    id: Value::from("id"),
+    name: Value::from("name"),
+    properties: Value::from("properties"),
+    subject: Value::from("subject"),
+    action: Value::from("action"),
+    resource: Value::from("resource"),
+    context: Value::from("context"),
+});
 
 fn object(map: &Properties, at: &str) -> Result<Value, String> {
     let mut members = BTreeMap::new();
@@ -205,6 +293,81 @@ mod tests {
             r#"{"n": 1.5e-300}"#,
         ] {
             assert!(input(&with_properties(wire)).is_ok(), "{wire}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    //! The remembered parts: every input is the one a fresh build gives, whatever came before.
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The input a fresh build gives (the request's wire form with every member), or the
+    /// refusal.
+    fn fresh(request: &AccessRequest) -> Result<(Value, String), ()> {
+        let mut wire = serde_json::to_value(request).unwrap();
+        // Every member, empty ones too, as the input has them.
+        wire["subject"]["properties"] = json!(request.subject.properties);
+        wire["action"]["properties"] = json!(request.action.properties);
+        wire["resource"]["properties"] = json!(request.resource.properties);
+        wire["context"] = json!(request.context);
+        let built = Last::default().input(request).map_err(|_| ())?;
+        assert_eq!(built, Value::from(wire));
+        let text = serde_json::to_string(&built).unwrap();
+        Ok((built, text))
+    }
+
+    /// Parts that differ only slightly: numbers of both kinds, a refused one, an empty map.
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(json!(1)),
+            Just(json!(1.0)),
+            Just(json!("1")),
+            Just(json!(9_007_199_254_740_992.0_f64)),
+            Just(json!([1])),
+            Just(json!({"a": 1})),
+            Just(json!({})),
+            Just(json!(null)),
+        ]
+    }
+
+    fn request() -> impl Strategy<Value = AccessRequest> {
+        (
+            prop::sample::select(vec!["a", "b"]),
+            value(),
+            prop::sample::select(vec!["GET", "POST"]),
+            value(),
+            value(),
+        )
+            .prop_map(|(id, s, action, r, c)| {
+                serde_json::from_value(json!({
+                    "subject": {"type": "user", "id": id, "properties": {"p": s}},
+                    "action": {"name": action},
+                    "resource": {"type": "route", "id": "/", "properties": {"q": r}},
+                    "context": {"c": c}
+                }))
+                .unwrap()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn each_input_is_the_fresh_one(requests in prop::collection::vec(request(), 1..12)) {
+            for request in &requests {
+                let got = input(request);
+                match fresh(request) {
+                    Ok((want, text)) => {
+                        let got = got.unwrap();
+                        prop_assert_eq!(serde_json::to_string(&got).unwrap(), text);
+                        prop_assert_eq!(got, want);
+                    }
+                    Err(()) => prop_assert!(got.is_err()),
+                }
+            }
         }
     }
 }

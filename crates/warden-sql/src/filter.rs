@@ -93,9 +93,25 @@ pub(crate) fn resolve(predicate: &Predicate, subject: &Subject) -> Result<Predic
 /// The value at `path` in the subject: `id`, `type`, `properties.a.b` or a bare `a.b` (a
 /// property path).
 fn subject_value(subject: &Subject, path: &str) -> Result<Json, DenyReason> {
+    Ok(match subject_attr(subject, path)? {
+        Attr::Str(s) => Json::String(s.to_owned()),
+        Attr::Json(v) => v.clone(),
+    })
+}
+
+/// A subject attribute, borrowed: the id or type, or a property's value.
+pub(crate) enum Attr<'a> {
+    /// `id` or `type`.
+    Str(&'a str),
+    /// A property, or a member inside one.
+    Json(&'a Json),
+}
+
+/// [`subject_value`] without the copy.
+pub(crate) fn subject_attr<'a>(subject: &'a Subject, path: &str) -> Result<Attr<'a>, DenyReason> {
     match path {
-        "id" => return Ok(Json::String(subject.id.clone())),
-        "type" => return Ok(Json::String(subject.kind.clone())),
+        "id" => return Ok(Attr::Str(&subject.id)),
+        "type" => return Ok(Attr::Str(&subject.kind)),
         _ => {}
     }
     let rest = path.strip_prefix("properties.").unwrap_or(path);
@@ -110,7 +126,7 @@ fn subject_value(subject: &Subject, path: &str) -> Result<Json, DenyReason> {
             .get(part)
             .ok_or_else(|| DenyReason::SubjectAttribute(path.to_owned()))?;
     }
-    Ok(value.clone())
+    Ok(Attr::Json(value))
 }
 
 fn literal(value: &Json, path: &str) -> Result<Literal, DenyReason> {

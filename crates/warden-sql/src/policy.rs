@@ -1,6 +1,6 @@
 //! [`SqlPolicy`]: the configured SQL PEP — parse, analyse, ask, rewrite, check.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -8,25 +8,25 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde_json::{Value as Json, json};
 use sqlparser::ast::{Query, Statement, Visit};
-use warden_decision::{
-    AccessRequest, Action, Decision, Obligation, Pdp, Predicate, Properties, Resource, Subject,
-    merge_obligations,
-};
+use warden_decision::{AccessRequest, Action, Pdp, Properties, Resource, Subject};
 
-use crate::analyze::{AccessBuild, Check, ColumnTypes, Config, Operation, Plan, TablePlan, Walker};
+use crate::analyze::{AccessBuild, Check, ColumnTypes, Config, Operation, Walker};
 use crate::catalog::Catalog;
 use crate::dialect::{Dialect, DialectRules};
 use crate::error::{DenyReason, SqlError};
-use crate::filter::{Truth, eval, resolve};
+use crate::filter::{Truth, eval};
 use crate::flat::{Flat, number_placeholders, table_commands_as_selects};
 use crate::functions::Functions;
-use crate::keyed::{Binding, KeyPads, bind_markers};
+use crate::keyed::{Binding, KeyPads};
 use crate::mask::Masks;
 use crate::parse::{
     DEEP, DEFAULT_MAX_OPERATORS, DEFAULT_MAX_STATEMENT_LEN, Limits, StringSettings, on_deep_stack,
     parse_one,
 };
 use crate::request::{Enforcement, SqlRequest, SqlValue};
+
+mod cache_key;
+mod rewrite;
 
 /// The highest parser recursion limit a policy may set: deeper nesting of queries and
 /// parentheses is refused well before any pass over the tree could exhaust a thread's stack.
@@ -681,254 +681,6 @@ impl SqlPolicy {
         })
     }
 
-    /// Rewrites an analysed statement with the decisions of its access requests (in order).
-    /// Any deny refuses it. The result is cached by statement text and obligations.
-    pub fn rewrite(
-        &self,
-        analysis: &Analysis,
-        decisions: &[Decision],
-        subject: &Subject,
-    ) -> Result<(Arc<Rewrite>, Vec<Obligation>, bool), SqlError> {
-        self.rewrite_impl(analysis, None, decisions, subject)
-    }
-
-    /// [`Self::rewrite`], walking `owned` (the analysis' statement, when the caller owns it)
-    /// instead of a clone.
-    fn rewrite_impl(
-        &self,
-        analysis: &Analysis,
-        owned: Option<Statement>,
-        decisions: &[Decision],
-        subject: &Subject,
-    ) -> Result<(Arc<Rewrite>, Vec<Obligation>, bool), SqlError> {
-        if decisions.len() != analysis.accesses.len() {
-            return Err(SqlError::Pdp(warden_decision::PdpError::policy(format!(
-                "{} decisions for {} access requests",
-                decisions.len(),
-                analysis.accesses.len()
-            ))));
-        }
-        for (access, decision) in analysis.accesses.iter().zip(decisions) {
-            if !decision.allowed {
-                return Err(DenyReason::NotPermitted {
-                    action: access.operation.as_str().into(),
-                    table: access.id.clone(),
-                    reasons: decision.reasons.iter().map(|r| r.message.clone()).collect(),
-                }
-                .into());
-            }
-        }
-        let obligations = match decisions {
-            [] => Vec::new(),
-            [one] => merge_obligations(one.obligations.clone()),
-            many => merge_obligations(many.iter().flat_map(|d| d.obligations.clone()).collect()),
-        };
-        let rewrites = self.inner.rewrites.as_ref();
-        let (plan, key) = self.plan(analysis, &obligations, subject, rewrites.is_some())?;
-        let full_key = rewrites.map(|_| {
-            let mut k = String::with_capacity(analysis.text.len() + key.len() + 1);
-            k.push_str(&analysis.text);
-            k.push('\u{0}');
-            k.push_str(&key);
-            k
-        });
-        if let (Some(cache), Some(k)) = (rewrites, &full_key)
-            && let Some(hit) = cache.get(k)
-        {
-            return Ok((hit, obligations, true));
-        }
-        let rewrite = Arc::new(self.rewrite_with(analysis, owned, &plan)?);
-        if let (Some(cache), Some(k)) = (rewrites, full_key) {
-            cache.insert(k, rewrite.clone());
-        }
-        Ok((rewrite, obligations, false))
-    }
-
-    fn rewrite_with(
-        &self,
-        analysis: &Analysis,
-        owned: Option<Statement>,
-        plan: &Plan,
-    ) -> Result<Rewrite, SqlError> {
-        if analysis.deep {
-            return on_deep_stack(|| self.rewrite_on_this_stack(analysis, owned, plan));
-        }
-        self.rewrite_on_this_stack(analysis, owned, plan)
-    }
-
-    fn rewrite_on_this_stack(
-        &self,
-        analysis: &Analysis,
-        owned: Option<Statement>,
-        plan: &Plan,
-    ) -> Result<Rewrite, SqlError> {
-        let catalog = self.inner.catalog.load();
-        let config = self.config(&catalog);
-        let mut statement = owned.unwrap_or_else(|| analysis.statement.clone());
-        let mut walker = Walker::new(&config, Some(plan), &analysis.placeholders);
-        walker.statement(&mut statement)?;
-        let mut sql = statement.to_string();
-        for (i, text) in walker.substitutions.iter().enumerate() {
-            let placeholder = crate::analyze::placeholder(&self.inner.nonce, i);
-            // Exactly one occurrence, or the statement itself spelt the placeholder: refuse
-            // rather than splice into the caller's text.
-            let mut found = sql.match_indices(&placeholder).map(|(at, _)| at);
-            match (found.next(), found.next()) {
-                (Some(at), None) => sql.replace_range(at..at + placeholder.len(), text),
-                _ => {
-                    return Err(DenyReason::Unsupported(
-                        "a statement that spells Warden's internal placeholder".into(),
-                    )
-                    .into());
-                }
-            }
-        }
-        let mut binding = None;
-        if let Some(pads) = self.inner.masks.pads() {
-            let callers = match self.inner.dialect {
-                Dialect::Postgres => analysis.placeholders.values().max().map_or(0, |m| m + 1),
-                _ => analysis.placeholders.len(),
-            };
-            if let Some((bound, b)) =
-                bind_markers(self.inner.rules, pads, &analysis.text, &sql, callers)?
-            {
-                sql = bound;
-                binding = Some((b, pads.clone()));
-            }
-        }
-        Ok(Rewrite {
-            sql: sql.into(),
-            checks: walker.checks,
-            dialect: self.inner.dialect,
-            binding,
-        })
-    }
-
-    /// The obligations that apply to each relation of the statement, and a key for the cache.
-    fn plan(
-        &self,
-        analysis: &Analysis,
-        obligations: &[Obligation],
-        subject: &Subject,
-        keyed: bool,
-    ) -> Result<(Plan, String), DenyReason> {
-        for o in obligations {
-            match o {
-                Obligation::FilterRows(_) | Obligation::MaskColumns(_) => {}
-                Obligation::Audit(a) => {
-                    tracing::info!(
-                        target: "warden_sql::audit",
-                        level = ?a.level,
-                        tags = ?a.tags,
-                        subject = %subject.id,
-                        tables = ?analysis.accesses.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
-                        "audited SQL access"
-                    );
-                }
-                other => return Err(DenyReason::ObligationUnsupported(other.type_name().into())),
-            }
-        }
-        // Every row filter and mask must apply to a relation of the statement; one that names
-        // no such relation is a policy that does not fit the database.
-        for o in obligations {
-            let table = match o {
-                Obligation::FilterRows(f) => &f.table,
-                Obligation::MaskColumns(m) => &m.table,
-                _ => continue,
-            };
-            if !analysis.accesses.iter().any(|a| names(table, a)) {
-                return Err(DenyReason::PolicyMismatch(table.clone()));
-            }
-        }
-        let catalog = self.inner.catalog.load();
-        let mut plan = Plan::default();
-        let mut key = String::new();
-        let mut ids: Vec<&TableAccess> = analysis.accesses.iter().collect();
-        ids.sort_by(|a, b| a.id.cmp(&b.id));
-        ids.dedup_by(|a, b| a.id == b.id);
-        for access in ids {
-            let mut filters: Vec<Predicate> = Vec::new();
-            let mut masks: BTreeMap<String, warden_decision::MaskStrategy> = BTreeMap::new();
-            for o in obligations {
-                match o {
-                    Obligation::FilterRows(f) if names(&f.table, access) => {
-                        filters.push(resolve(&f.predicate, subject)?);
-                    }
-                    Obligation::MaskColumns(m) if names(&m.table, access) => {
-                        for (column, strategy) in &m.columns {
-                            let column = column.to_ascii_lowercase();
-                            let merged = masks
-                                .get(&column)
-                                .map_or(*strategy, |s| s.stricter(*strategy));
-                            masks.insert(column, merged);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let filter = match filters.len() {
-                0 => None,
-                1 => filters.pop(),
-                _ => Some(Predicate::And(filters)),
-            };
-            if filter.is_none() && masks.is_empty() {
-                continue;
-            }
-            // A guarded relation needs its columns, and every column the obligations name must
-            // be one of them: otherwise the policy does not fit the database.
-            let Some(columns) = catalog.columns(&access.id) else {
-                return Err(DenyReason::UnknownColumns(access.id.clone()));
-            };
-            let named = filter
-                .iter()
-                .flat_map(|f| f.columns())
-                .map(str::to_owned)
-                .chain(masks.keys().cloned());
-            for column in named {
-                if !columns.iter().any(|c| c.eq_ignore_ascii_case(&column)) {
-                    return Err(DenyReason::UnknownColumn {
-                        table: access.id.clone(),
-                        column,
-                    });
-                }
-            }
-            let read = analysis.reads.get(&access.id).cloned().flatten();
-            if !keyed {
-                plan.tables.insert(
-                    access.id.clone(),
-                    TablePlan {
-                        filter,
-                        masks,
-                        read,
-                    },
-                );
-                continue;
-            }
-            key.push_str(&access.id);
-            key.push('|');
-            if let Some(f) = &filter {
-                key.push_str(&serde_json::to_string(f).unwrap_or_default());
-            }
-            key.push('|');
-            for (c, s) in &masks {
-                key.push_str(c);
-                key.push('=');
-                key.push_str(s.name());
-                key.push(',');
-            }
-            key.push(';');
-            plan.tables.insert(
-                access.id.clone(),
-                TablePlan {
-                    filter,
-                    masks,
-                    read,
-                },
-            );
-        }
-        Ok((plan, key))
-    }
-
     /// Analyses `request`, asks `pdp`, rewrites and checks: the statement to run instead of the
     /// caller's. Every error means the statement must not run.
     pub async fn enforce<P: Pdp + ?Sized>(
@@ -975,16 +727,6 @@ impl SqlPolicy {
             obligations,
             cache_hit,
         })
-    }
-}
-
-/// Whether an obligation's `table` (`t` or `schema.t`) names the access's relation.
-fn names(table: &str, access: &TableAccess) -> bool {
-    match table.split_once('.') {
-        Some((schema, t)) => {
-            schema.eq_ignore_ascii_case(&access.schema) && t.eq_ignore_ascii_case(&access.table)
-        }
-        None => table.eq_ignore_ascii_case(&access.table),
     }
 }
 
