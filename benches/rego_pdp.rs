@@ -52,17 +52,44 @@ fn raw_vm() -> RegoVM {
     vm
 }
 
-/// `REGO_PDP_COUNT=<raw|warden>:<decisions>` makes the bench only make `decisions` decisions
-/// of the `two_redactions` request on one side, for instruction counts under valgrind (the
-/// difference between two decision counts is the cost of the decisions).
+/// `REGO_PDP_COUNT=<raw|warden|raw_varied|warden_varied>:<decisions>` makes the bench only make
+/// `decisions` decisions of the `two_redactions` request on one side, for instruction counts
+/// under valgrind (the difference between two decision counts is the cost of the decisions).
+/// The `_varied` sides alternate two requests that differ in every part (the subject's id, an
+/// action property, a query parameter, the time), so
+/// no part of the input is the last one's: the cost when nothing can be reused.
 fn count_only(spec: &str) {
     let (side, decisions) = spec.split_once(':').unwrap();
     let decisions: u32 = decisions.parse().unwrap();
     let request = request("/clinics/{clinic_id}/patients", json!({"clinic_id": "c1"}));
-    if side == "raw" {
+    let mut other = request.clone();
+    other.subject.id = "nora".into();
+    other
+        .resource
+        .properties
+        .insert("query".into(), json!({"page": "2"}));
+    other
+        .context
+        .insert("time".into(), json!("2026-11-30T10:00:01Z"));
+    other.action.properties.insert("m".into(), json!(1));
+    let varied = side.ends_with("_varied");
+    let pick = |i: u32| {
+        if varied && i % 2 == 1 {
+            &other
+        } else {
+            &request
+        }
+    };
+    if side.starts_with("raw") {
         let mut vm = raw_vm();
-        let input = regorus::Value::from(serde_json::to_value(&request).unwrap());
-        for _ in 0..decisions {
+        let inputs =
+            [&request, &other].map(|r| regorus::Value::from(serde_json::to_value(r).unwrap()));
+        for i in 0..decisions {
+            let input = if varied && i % 2 == 1 {
+                &inputs[1]
+            } else {
+                &inputs[0]
+            };
             vm.set_input(input.clone());
             black_box(vm.execute_entry_point_by_name(ENTRYPOINT).unwrap());
         }
@@ -72,8 +99,8 @@ fn count_only(spec: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    for _ in 0..decisions {
-        black_box(runtime.block_on(pdp.decide(&request)).unwrap());
+    for i in 0..decisions {
+        black_box(runtime.block_on(pdp.decide(pick(i))).unwrap());
     }
 }
 

@@ -5,7 +5,8 @@
 //! cache, at most 0.20 ×. The PDP is in-process and answers at once (a prebuilt permit with a
 //! row filter on both tables and a mask on `patients`), so the figures are the PEP's own cost.
 //!
-//! Run: `cargo bench -p warden-benches --bench sql_rewrite -- --noplot`.
+//! Run: `cargo bench -p warden-benches --bench sql_rewrite -- --noplot`; instruction counts with
+//! `SQL_REWRITE_COUNT` (see [`count_only`]).
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
@@ -83,6 +84,37 @@ fn policy(cache: bool) -> SqlPolicy {
         .unwrap()
 }
 
+/// `SQL_REWRITE_COUNT=<floor|first|cached>:<statement>:<n>` only runs `n` of one side on one
+/// statement (`simple`, `join`, `cte_subquery`), for instruction counts under valgrind: the
+/// difference between two counts, divided by the difference of `n`, is the cost of one.
+fn count_only(
+    spec: &str,
+    statements: &[(&str, &str)],
+    pdp: &Prebuilt,
+    subject: &warden_decision::Subject,
+    uncached: &SqlPolicy,
+    cached: &SqlPolicy,
+) {
+    let mut parts = spec.split(':');
+    let (side, name, n) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap().parse::<u32>().unwrap(),
+    );
+    let sql = statements.iter().find(|(s, _)| *s == name).unwrap().1;
+    let request = SqlRequest::new(sql, subject.clone());
+    // One miss first, so the cached side counts hits only.
+    now(cached.enforce(pdp, &request)).unwrap();
+    for _ in 0..n {
+        match side {
+            "floor" => drop(black_box(floor(sql))),
+            "first" => drop(black_box(now(uncached.enforce(pdp, &request)).unwrap())),
+            "cached" => drop(black_box(now(cached.enforce(pdp, &request)).unwrap())),
+            other => panic!("no side {other}"),
+        }
+    }
+}
+
 fn main() {
     let filter = |table: &str| {
         Obligation::from_json(json!({"type": "filter_rows", "table": table,
@@ -120,6 +152,9 @@ fn main() {
     ];
     let uncached = policy(false);
     let cached = policy(true);
+    if let Ok(spec) = std::env::var("SQL_REWRITE_COUNT") {
+        return count_only(&spec, &statements, &pdp, &nurse, &uncached, &cached);
+    }
 
     // Both sides agree before they are timed: the rewrite parses again.
     for (name, sql) in &statements {
