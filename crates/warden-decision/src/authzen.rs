@@ -36,7 +36,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod answer;
 mod obligations;
+
+pub use answer::DecisionAnswer;
 
 pub use obligations::{
     SUPPORTED_OBLIGATIONS, VENDOR, is_profile_object, obligation_from_profile,

@@ -308,9 +308,10 @@ async fn evaluation_inner(
     let decision = decide(state, &loaded, headers, &request)
         .await
         .map_err(|e| pdp_failed(&e))?;
+    // Written straight from the decision: the JSON `EvaluationResponse::from_decision` gives.
     Ok(json_response(
         StatusCode::OK,
-        &EvaluationResponse::from_decision(&decision),
+        &warden_decision::authzen::DecisionAnswer(&decision),
     ))
 }
 

@@ -45,8 +45,8 @@ pub fn profile_type(obligation: &Obligation) -> &'static str {
 /// unique within the response.
 pub fn obligation_to_profile(index: usize, obligation: &Obligation) -> Value {
     let id = format!("obl-{}", index.saturating_add(1));
-    let members = match serde_json::to_value(obligation) {
-        Ok(Value::Object(members)) => members,
+    let members = match obligation.to_json() {
+        Value::Object(members) => members,
         _ => Map::new(),
     };
     match obligation {
