@@ -45,33 +45,25 @@ impl Last {
     fn input(&mut self, request: &AccessRequest) -> Result<Value, String> {
         let k = &*KEYS;
         let (subject, same_subject) = reuse(&mut self.subject, &request.subject, |s| {
-            let mut members = BTreeMap::new();
-            members.insert(k.kind.clone(), Value::from(s.kind.as_str()));
-            members.insert(k.id.clone(), Value::from(s.id.as_str()));
-            members.insert(
-                k.properties.clone(),
-                object(&s.properties, "subject.properties")?,
-            );
-            Ok(Value::from(members))
+            member(
+                [(&k.kind, s.kind.as_str()), (&k.id, s.id.as_str())],
+                &s.properties,
+                "subject.properties",
+            )
         })?;
         let (action, same_action) = reuse(&mut self.action, &request.action, |a| {
-            let mut members = BTreeMap::new();
-            members.insert(k.name.clone(), Value::from(a.name.as_str()));
-            members.insert(
-                k.properties.clone(),
-                object(&a.properties, "action.properties")?,
-            );
-            Ok(Value::from(members))
+            member(
+                [(&k.name, a.name.as_str())],
+                &a.properties,
+                "action.properties",
+            )
         })?;
         let (resource, same_resource) = reuse(&mut self.resource, &request.resource, |r| {
-            let mut members = BTreeMap::new();
-            members.insert(k.kind.clone(), Value::from(r.kind.as_str()));
-            members.insert(k.id.clone(), Value::from(r.id.as_str()));
-            members.insert(
-                k.properties.clone(),
-                object(&r.properties, "resource.properties")?,
-            );
-            Ok(Value::from(members))
+            member(
+                [(&k.kind, r.kind.as_str()), (&k.id, r.id.as_str())],
+                &r.properties,
+                "resource.properties",
+            )
         })?;
         let (context, same_context) = reuse(&mut self.context, &request.context, |c| {
             object(c, "context")
@@ -93,6 +85,20 @@ impl Last {
         self.root = Some(root.clone());
         Ok(root)
     }
+}
+
+/// An object of the input: its string members and its `properties`.
+fn member<const N: usize>(
+    strings: [(&Value, &str); N],
+    properties: &Properties,
+    at: &str,
+) -> Result<Value, String> {
+    let mut members = BTreeMap::new();
+    for (key, value) in strings {
+        members.insert(key.clone(), Value::from(value));
+    }
+    members.insert(KEYS.properties.clone(), object(properties, at)?);
+    Ok(Value::from(members))
 }
 
 /// The value of `part`: the remembered one when `part` equals the part it was built from

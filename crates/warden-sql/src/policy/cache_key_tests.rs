@@ -64,36 +64,21 @@ impl Reader<'_> {
 
     fn predicate(&mut self) -> Predicate {
         let tag = self.tag();
-        let pair = |r: &mut Self| (r.operand(), r.operand());
+        let comparison: Option<fn(Operand, Operand) -> Predicate> = match tag {
+            '=' => Some(Predicate::Eq),
+            '!' => Some(Predicate::Ne),
+            '<' => Some(Predicate::Lt),
+            'l' => Some(Predicate::Le),
+            '>' => Some(Predicate::Gt),
+            'g' => Some(Predicate::Ge),
+            '~' => Some(Predicate::Like),
+            _ => None,
+        };
+        if let Some(make) = comparison {
+            let a = self.operand();
+            return make(a, self.operand());
+        }
         match tag {
-            '=' => {
-                let (a, b) = pair(self);
-                Predicate::Eq(a, b)
-            }
-            '!' => {
-                let (a, b) = pair(self);
-                Predicate::Ne(a, b)
-            }
-            '<' => {
-                let (a, b) = pair(self);
-                Predicate::Lt(a, b)
-            }
-            'l' => {
-                let (a, b) = pair(self);
-                Predicate::Le(a, b)
-            }
-            '>' => {
-                let (a, b) = pair(self);
-                Predicate::Gt(a, b)
-            }
-            'g' => {
-                let (a, b) = pair(self);
-                Predicate::Ge(a, b)
-            }
-            '~' => {
-                let (a, b) = pair(self);
-                Predicate::Like(a, b)
-            }
             '&' => Predicate::And(self.list(Self::predicate)),
             '|' => Predicate::Or(self.list(Self::predicate)),
             'N' => Predicate::Not(Box::new(self.predicate())),
