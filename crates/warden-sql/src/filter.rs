@@ -129,16 +129,23 @@ pub(crate) fn subject_attr<'a>(subject: &'a Subject, path: &str) -> Result<Attr<
     Ok(Attr::Json(value))
 }
 
-fn literal(value: &Json, path: &str) -> Result<Literal, DenyReason> {
+/// The literal a subject attribute's value stands for. A number that has no exact literal is
+/// refused rather than rounded into a neighbour's value: an integer beyond 64 signed bits, or a
+/// float that is a whole number of magnitude 2⁵³ or more (no float there tells which integer
+/// was meant; a claim `18446744073709551615` would otherwise match tenant
+/// `18446744073709551616`).
+pub(crate) fn literal(value: &Json, path: &str) -> Result<Literal, DenyReason> {
+    /// 2^53.
+    const INEXACT: f64 = 9_007_199_254_740_992.0;
     Ok(match value {
         Json::Null => Literal::Null,
         Json::Bool(b) => Literal::Bool(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Literal::Int(i),
-            None => Literal::Float(
-                n.as_f64()
-                    .ok_or_else(|| DenyReason::SubjectAttribute(path.to_owned()))?,
-            ),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Literal::Int(i),
+            (None, None, Some(f)) if f.is_finite() && !(f.fract() == 0.0 && f.abs() >= INEXACT) => {
+                Literal::Float(f)
+            }
+            _ => return Err(DenyReason::SubjectAttribute(path.to_owned())),
         },
         Json::String(s) => Literal::String(s.clone()),
         Json::Array(_) | Json::Object(_) => {

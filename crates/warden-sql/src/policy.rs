@@ -324,7 +324,10 @@ impl SqlPolicyBuilder {
     }
 }
 
-type Analyses = moka::sync::Cache<String, Arc<Result<Arc<Analysis>, SqlError>>>;
+/// Statement text to its analysis, with the catalog it was analysed under: an entry of another
+/// catalog than the one in force is not served (a statement analysed while `set_catalog` ran
+/// may be inserted after the caches were emptied).
+type Analyses = moka::sync::Cache<String, Arc<(Arc<Catalog>, Result<Arc<Analysis>, SqlError>)>>;
 type Rewrites = moka::sync::Cache<String, Arc<Rewrite>>;
 
 /// The SQL PEP's configuration and caches. Cheap to clone (an `Arc`).
@@ -385,6 +388,8 @@ impl fmt::Debug for SqlPolicy {
 /// A statement parsed and analysed: what it reads and writes.
 #[derive(Debug, Clone)]
 pub struct Analysis {
+    /// The catalog it was analysed under; its rewrite uses the same.
+    catalog: Arc<Catalog>,
     text: Arc<str>,
     /// Per relation: the columns its reads may touch (`None`: all of them).
     reads: HashMap<String, Option<BTreeSet<String>>>,
@@ -459,6 +464,8 @@ impl Analysis {
 /// A rewritten statement and the row checks it needs at run time.
 #[derive(Debug, Clone)]
 pub struct Rewrite {
+    /// The catalog it was made under: served from the cache only for an analysis of the same.
+    catalog: Arc<Catalog>,
     sql: Arc<str>,
     checks: Vec<Check>,
     dialect: Dialect,
@@ -589,15 +596,18 @@ impl SqlPolicy {
 
     /// Parses and analyses a statement (cached by its text).
     pub fn analyze(&self, sql: &str) -> Result<Arc<Analysis>, SqlError> {
+        let catalog = self.inner.catalog.load_full();
         if let Some(cache) = &self.inner.analyses {
-            if let Some(hit) = cache.get(sql) {
-                return (*hit).clone();
+            if let Some(hit) = cache.get(sql)
+                && Arc::ptr_eq(&hit.0, &catalog)
+            {
+                return hit.1.clone();
             }
-            let result = self.analyze_uncached(sql).map(Arc::new);
-            cache.insert(sql.to_owned(), Arc::new(result.clone()));
+            let result = self.analyze_uncached(sql, &catalog).map(Arc::new);
+            cache.insert(sql.to_owned(), Arc::new((catalog, result.clone())));
             return result;
         }
-        self.analyze_uncached(sql).map(Arc::new)
+        self.analyze_uncached(sql, &catalog).map(Arc::new)
     }
 
     fn config<'a>(&'a self, catalog: &'a Catalog) -> Config<'a> {
@@ -616,18 +626,19 @@ impl SqlPolicy {
         }
     }
 
-    fn analyze_uncached(&self, sql: &str) -> Result<Analysis, SqlError> {
+    fn analyze_uncached(&self, sql: &str, catalog: &Arc<Catalog>) -> Result<Analysis, SqlError> {
         let (statement, operators) = parse_one(self.inner.rules, sql, self.inner.limits)?;
         if operators > DEEP {
-            return on_deep_stack(|| self.analyze_parsed(sql, statement, true));
+            return on_deep_stack(|| self.analyze_parsed(sql, statement, catalog, true));
         }
-        self.analyze_parsed(sql, statement, false)
+        self.analyze_parsed(sql, statement, catalog, false)
     }
 
     fn analyze_parsed(
         &self,
         sql: &str,
         mut statement: Statement,
+        catalog: &Arc<Catalog>,
         deep: bool,
     ) -> Result<Analysis, SqlError> {
         let rules = self.inner.rules;
@@ -642,8 +653,7 @@ impl SqlPolicy {
             return Err(reason.into());
         }
         let placeholders = number_placeholders(self.inner.dialect, flat.placeholders)?;
-        let catalog = self.inner.catalog.load();
-        let config = self.config(&catalog);
+        let config = self.config(catalog);
         let mut walker = Walker::new(&config, None, &placeholders);
         walker.statement(&mut statement)?;
         if walker.relations != flat.relations {
@@ -668,9 +678,10 @@ impl SqlPolicy {
             .accesses
             .into_iter()
             .filter(|a| a.used)
-            .map(|a| finish_access(a, &catalog))
+            .map(|a| finish_access(a, catalog))
             .collect();
         Ok(Analysis {
+            catalog: catalog.clone(),
             text: sql.into(),
             reads,
             statement,

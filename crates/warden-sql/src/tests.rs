@@ -351,6 +351,11 @@ async fn refuses_what_it_cannot_analyse() {
         ("  -- nothing\n", "empty_statement"),
         ("SELECT 1; SELECT 2", "multiple_statements"),
         ("SELECT * FROM a.b.patients", "unsupported"),
+        // A dot inside a quoted part: `"a.b".c` and `a."b.c"` would be one relation id.
+        ("SELECT * FROM \"public.patients\"", "unsupported"),
+        ("SELECT * FROM \"pub.lic\".patients", "unsupported"),
+        ("SELECT * FROM \"a.b\".c, a.\"b.c\"", "unsupported"),
+        ("UPDATE \"public.patients\" SET name = 'x'", "unsupported"),
         ("SELECT * FROM patients p WHERE p IS NOT NULL", "whole_row"),
         ("SELECT concat(p.*) FROM patients p", "whole_row"),
         ("SELECT * FROM pg_catalog.pg_authid", "system_catalog"),

@@ -65,6 +65,13 @@ impl<'a> Walker<'a> {
                 ));
             }
         };
+        // `schema.table` must name one relation: with a dot inside a quoted name, `"a.b".c` and
+        // `a."b.c"` would be one id, one decision and one plan for two tables.
+        if schema.contains('.') || table.contains('.') {
+            return Err(DenyReason::Unsupported(format!(
+                "the relation name `{schema}`.`{table}` has a `.` inside a name part"
+            )));
+        }
         let id = TableId::new(schema, table);
         if !self.cfg.allow_system && self.cfg.rules.is_system(&id.schema, &id.table, qualified) {
             return Err(DenyReason::SystemCatalog(id.id().to_owned()));

@@ -167,28 +167,9 @@ fn literal(key: &mut String, v: &Literal) {
     }
 }
 
-/// The literal a subject attribute's value resolves to, as `filter::literal` makes it.
+/// The literal a subject attribute's value resolves to: `filter::literal`'s, written.
 fn json_literal(key: &mut String, value: &Json, path: &str) -> Result<(), DenyReason> {
-    match value {
-        Json::Null => key.push('n'),
-        Json::Bool(b) => key.push(if *b { 't' } else { 'f' }),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => literal(key, &Literal::Int(i)),
-            None => {
-                let f = n
-                    .as_f64()
-                    .ok_or_else(|| DenyReason::SubjectAttribute(path.to_owned()))?;
-                literal(key, &Literal::Float(f));
-            }
-        },
-        Json::String(s) => {
-            key.push('s');
-            text(key, s);
-        }
-        Json::Array(_) | Json::Object(_) => {
-            return Err(DenyReason::SubjectAttribute(path.to_owned()));
-        }
-    }
+    literal(key, &crate::filter::literal(value, path)?);
     Ok(())
 }
 

@@ -68,7 +68,9 @@ impl SqlPolicy {
         let key = match rewrites {
             Some(cache) => match cache_key(analysis, &obligations, subject) {
                 Ok(key) => {
-                    if let Some(hit) = cache.get(&key) {
+                    if let Some(hit) = cache.get(&key)
+                        && Arc::ptr_eq(&hit.catalog, &analysis.catalog)
+                    {
                         return Ok((hit, obligations, true));
                     }
                     Some(key)
@@ -103,8 +105,8 @@ impl SqlPolicy {
         owned: Option<Statement>,
         plan: &Plan,
     ) -> Result<Rewrite, SqlError> {
-        let catalog = self.inner.catalog.load();
-        let config = self.config(&catalog);
+        let catalog = &analysis.catalog;
+        let config = self.config(catalog);
         let mut statement = owned.unwrap_or_else(|| analysis.statement.clone());
         let mut walker = Walker::new(&config, Some(plan), &analysis.placeholders);
         walker.statement(&mut statement)?;
@@ -138,6 +140,7 @@ impl SqlPolicy {
             }
         }
         Ok(Rewrite {
+            catalog: analysis.catalog.clone(),
             sql: sql.into(),
             checks: walker.checks,
             dialect: self.inner.dialect,
@@ -194,7 +197,7 @@ impl SqlPolicy {
         obligations: &[Obligation],
         subject: &Subject,
     ) -> Result<Plan, DenyReason> {
-        let catalog = self.inner.catalog.load();
+        let catalog = &analysis.catalog;
         let mut plan = Plan::default();
         let mut ids: Vec<&TableAccess> = analysis.accesses.iter().collect();
         ids.sort_by(|a, b| a.id.cmp(&b.id));

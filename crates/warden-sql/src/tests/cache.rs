@@ -136,3 +136,51 @@ async fn the_key_follows_the_decision_not_the_subject_alone() {
     assert_eq!(first.statement, again.statement);
     assert_ne!(first.statement, open.statement);
 }
+
+#[tokio::test]
+async fn a_rewrite_made_under_another_catalog_is_not_served() {
+    let p = policy(Dialect::Postgres);
+    let sql = "SELECT * FROM patients";
+    // Analysed under the first catalog; the catalog changes while the PDP is asked.
+    let stale = p.analyze(sql).unwrap();
+    p.set_catalog(Catalog::new().with_table(
+        "public.patients",
+        ["id", "clinic_id", "name", "ssn", "notes"],
+    ));
+    let Filtered(decision) = filtered();
+    let (late, _, _) = p.rewrite(&stale, &[decision], &nurse()).unwrap();
+    assert!(!late.sql().contains("notes"), "{}", late.sql());
+    // The late rewrite went into the emptied cache; a statement analysed under the new
+    // catalog does not get it.
+    let fresh = p
+        .enforce(&filtered(), &SqlRequest::new(sql, nurse()))
+        .await
+        .unwrap();
+    assert!(!fresh.cache_hit);
+    assert!(fresh.statement.contains("\"notes\""), "{}", fresh.statement);
+    let again = p
+        .enforce(&filtered(), &SqlRequest::new(sql, nurse()))
+        .await
+        .unwrap();
+    assert!(again.cache_hit);
+    assert_eq!(again.statement, fresh.statement);
+}
+
+#[tokio::test]
+async fn a_subject_number_without_an_exact_literal_is_refused_not_rounded() {
+    let p = policy(Dialect::Postgres);
+    let sql = "SELECT name FROM patients";
+    for clinic in [
+        json!(u64::MAX),
+        json!(1e20),
+        json!(9_007_199_254_740_992.0_f64),
+    ] {
+        let request = SqlRequest::new(sql, nurse().with_property("clinic", clinic.clone()));
+        let error = p.enforce(&filtered(), &request).await.unwrap_err();
+        assert_eq!(error.code(), "subject_attribute", "{clinic}: {error}");
+    }
+    for clinic in [json!(i64::MAX), json!(1.5), json!(-3)] {
+        let request = SqlRequest::new(sql, nurse().with_property("clinic", clinic.clone()));
+        assert!(p.enforce(&filtered(), &request).await.is_ok(), "{clinic}");
+    }
+}
