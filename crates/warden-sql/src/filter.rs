@@ -71,6 +71,8 @@ pub(crate) fn resolve(predicate: &Predicate, subject: &Subject) -> Result<Predic
         }
         Predicate::IsNull(a) => Predicate::IsNull(one(a)?),
         Predicate::In(a, list) => {
+            // The operand first, then the list, in the order they are written.
+            let a = one(a)?;
             let mut items = Vec::with_capacity(list.len());
             for item in list {
                 match item {
@@ -85,7 +87,7 @@ pub(crate) fn resolve(predicate: &Predicate, subject: &Subject) -> Result<Predic
                     other => items.push(other.clone()),
                 }
             }
-            Predicate::In(one(a)?, items)
+            Predicate::In(a, items)
         }
     })
 }
